@@ -1,0 +1,277 @@
+"""The in-memory model of an artifact and (de)serialisation of ``metadata.yaml``.
+
+An :class:`Artifact` is a read-only view of one committed artifact: its metadata (a plain
+dict, the content of ``metadata.yaml``), its files and its captured logs. It holds the
+:class:`~elliptio.api.Lake` it came from to reach the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import yaml
+
+from .errors import IntegrityError, NotFound, UsageError
+
+if TYPE_CHECKING:
+    from .api import Lake
+
+FORMAT_VERSION = 1
+
+
+def dump_metadata(md: Mapping[str, Any]) -> bytes:
+    """``metadata.yaml`` bytes: block style, keys in the order given, unicode kept."""
+    return yaml.safe_dump(dict(md), sort_keys=False, allow_unicode=True,
+                          default_flow_style=False, width=100).encode()
+
+
+def load_metadata(data: bytes, where: str = "metadata.yaml") -> dict[str, Any]:
+    """Parse and minimally validate ``metadata.yaml``; ``IntegrityError`` if malformed."""
+    try:
+        md = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise IntegrityError(f"{where}: not valid YAML ({exc})") from exc
+    if not isinstance(md, dict):
+        raise IntegrityError(f"{where}: not a mapping")
+    for key in ("id", "user", "created", "prefix", "files"):
+        if key not in md:
+            raise IntegrityError(f"{where}: missing {key!r}")
+    if not isinstance(md["files"], list) or not all(
+        isinstance(f, dict) and {"path", "size", "sha256", "object"} <= f.keys()
+        for f in md["files"]
+    ):
+        raise IntegrityError(f"{where}: malformed 'files'")
+    return md
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One file of an artifact (or one captured log)."""
+
+    artifact_id: str
+    path: str
+    size: int
+    sha256: str
+    object: str  # store key of the bytes (another artifact's when deduplicated)
+    _lake: Lake = field(repr=False, compare=False)
+    deduplicated: bool = False  # True when the bytes are another artifact's object
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def url(self) -> str:
+        """Where the bytes are: ``file:///...`` (local store) or ``s3://bucket/key``."""
+        return self._lake.store.url_for(self.object)
+
+    @property
+    def s3_url(self) -> str | None:
+        """``s3://bucket/key`` (pandas/fsspec read it with the standard AWS environment), or
+        None on a local store."""
+        return self._lake.store.s3_url(self.object)
+
+    def presign(self, expires: int = 3600) -> str:
+        """A presigned HTTPS URL valid for *expires* seconds (S3 stores only)."""
+        return self._lake.store.presign(self.object, expires)
+
+    def open(self) -> BinaryIO:
+        """A readable, seekable binary file object (bytes are not verified; see read_bytes)."""
+        return self._lake.store.open(self.object)
+
+    def read_bytes(self) -> bytes:
+        """The whole content, verified against the recorded sha256."""
+        data = self._lake.store.read_bytes(self.object)
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
+            raise IntegrityError(f"{self.artifact_id}/{self.path}: content does not match its "
+                                 "recorded sha256")
+        return data
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def download(self, dest: str | os.PathLike[str] = ".", *, progress: Any = None) -> Path:
+        """Write the file to *dest* (a directory: the file keeps its base name), verified.
+
+        An existing local file of that name is replaced (atomically, after the bytes were
+        verified); the artifact itself is never touched.
+        """
+        target = Path(dest)
+        if target.is_dir():
+            target = target / self.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {target.parent}: {exc.strerror}") from exc
+        digest = self._lake.store.download(self.object, str(target), progress)
+        if digest.sha256 != self.sha256 or digest.size != self.size:
+            target.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{self.artifact_id}/{self.path}: downloaded bytes do not match the recorded "
+                f"sha256 (got {digest.sha256[:12]}…, want {self.sha256[:12]}…); nothing kept"
+            )
+        return target
+
+
+class Files(Mapping[str, ArtifactFile]):
+    """The files of an artifact by relative path; a KeyError names what exists."""
+
+    def __init__(self, items: dict[str, ArtifactFile], what: str) -> None:
+        self._items, self._what = items, what
+
+    def __getitem__(self, key: str) -> ArtifactFile:
+        try:
+            return self._items[key]
+        except KeyError:
+            names = ", ".join(list(self._items)[:10]) or "none"
+            raise FileNotInArtifact(f"{self._what} has no file {key!r} (it has: {names})") \
+                from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<Files {list(self._items)}>"
+
+
+class FileNotInArtifact(NotFound, KeyError):
+    """No such file or log in this artifact (a KeyError too, for Mapping semantics)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LogNotFound(NotFound, AttributeError):
+    """No such captured log (an AttributeError too, so ``hasattr`` works)."""
+
+
+class Logs:
+    """Captured logs by name, as attributes: ``a.logs.pip_freeze.download()``."""
+
+    def __init__(self, items: dict[str, ArtifactFile], what: str) -> None:
+        self._items, self._what = items, what
+
+    def __getattr__(self, name: str) -> ArtifactFile:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._items[name]
+        except KeyError:
+            raise LogNotFound(f"{self._what} has no log {name!r} (it has: "
+                              f"{', '.join(self._items) or 'none'})") from None
+
+    __getitem__ = __getattr__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __dir__(self) -> list[str]:
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"<Logs {list(self._items)}>"
+
+
+class Artifact:
+    """A committed, immutable artifact. ``metadata`` is the content of metadata.yaml."""
+
+    def __init__(self, metadata: dict[str, Any], lake: Lake) -> None:
+        self.metadata = metadata
+        self._lake = lake
+        self.catalogued = True  # False when the save could not update the catalogue
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.id} by {self.user} at {self.metadata.get('created')}, " \
+               f"{len(self.metadata['files'])} file(s)>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Artifact) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def id(self) -> str:
+        return str(self.metadata["id"])
+
+    @property
+    def user(self) -> str:
+        return str(self.metadata["user"])
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(str(self.metadata["created"]).replace("Z", "+00:00"))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return dict(self.metadata.get("info") or {})
+
+    @property
+    def type(self) -> str | None:
+        t = self.info.get("type")
+        return None if t is None else str(t)
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.metadata.get("tags") or [])
+
+    @property
+    def based_on(self) -> list[str]:
+        return list(self.metadata.get("based_on") or [])
+
+    @property
+    def prefix(self) -> str:
+        return str(self.metadata["prefix"])
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.metadata.get("provenance") or {})
+
+    @property
+    def files(self) -> Files:
+        return Files({f["path"]: self._file(f) for f in self.metadata["files"]},
+                     f"artifact {self.id}")
+
+    @property
+    def logs(self) -> Logs:
+        items = {}
+        for name, entry in (self.metadata.get("logs") or {}).items():
+            items[name] = self._file(entry)
+        return Logs(items, f"artifact {self.id}")
+
+    def _file(self, entry: Mapping[str, Any]) -> ArtifactFile:
+        obj = str(entry["object"])
+        return ArtifactFile(self.id, str(entry["path"]), int(entry["size"]),
+                            str(entry["sha256"]), obj, self._lake,
+                            deduplicated=not obj.startswith(self.prefix + "/"))
+
+    def parents(self) -> list[Artifact]:
+        """The artifacts this one is based on that the catalogue knows."""
+        return [a for a in (self._lake.get(i) for i in self.based_on) if a is not None]
+
+    def children(self, transitive: bool = False) -> list[Artifact]:
+        return self._lake.search(based_on=self.id, transitive=transitive, limit=None)
+
+    def download(self, dest: str | os.PathLike[str] = ".", *, progress: Any = None) -> Path:
+        """Download every file to ``dest/<id>/`` keeping relative paths; returns that dir."""
+        root = Path(dest) / self.id
+        for path, f in self.files.items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            f.download(target, progress=progress)
+        return root

@@ -1,0 +1,23 @@
+"""Catalogues, chosen by URL scheme: ``sqlite:///path`` and ``mongodb://``/``mongodb+srv://``."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import Catalogue, IndexFields, Page, index_fields
+
+__all__ = ["Catalogue", "IndexFields", "Page", "index_fields", "open_catalogue"]
+
+
+def open_catalogue(url: str, **options: object) -> Catalogue:
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        from .sqlite import SQLiteCatalogue
+
+        return SQLiteCatalogue(url)
+    if scheme in ("mongodb", "mongodb+srv"):
+        from .mongo import MongoCatalogue
+
+        return MongoCatalogue(url, **options)  # type: ignore[arg-type]
+    raise ConfigError(
+        f"unknown catalogue URL {url!r}: use sqlite:///path or mongodb://host/ (mongodb+srv://)"
+    )

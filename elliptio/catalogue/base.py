@@ -1,0 +1,155 @@
+"""The catalogue interface: an index of artifact metadata that can always be rebuilt.
+
+A catalogue stores, per artifact, the parsed ``metadata.yaml`` (verbatim, as a dict) and
+the fields derived from it by :func:`index_fields` for querying. The derivation is written
+once, here, so every backend indexes exactly the same values.
+
+Contract, for every implementation:
+
+- :meth:`Catalogue.upsert` is idempotent: the same metadata twice leaves one row.
+- :meth:`Catalogue.find` answers a :class:`~elliptio.query.Query` with the semantics
+  documented in :mod:`elliptio.query`, newest first, limited.
+- Errors of the database driver never escape: they become
+  :class:`~elliptio.errors.CatalogueError`. Nothing here retries.
+- Safe to use from several threads (each call takes what it needs).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..query import Query, canonical, flatten_info
+
+
+@dataclass(frozen=True)
+class IndexFields:
+    """What a catalogue indexes of one artifact (derived from its metadata only)."""
+
+    id: str
+    user: str
+    created: str
+    type: str | None
+    prefix: str
+    tags: tuple[str, ...]
+    files: tuple[tuple[str, str, int, str, str], ...]  # (path, name, size, sha256, object)
+    info: tuple[tuple[str, str], ...]  # (dotted key, canonical JSON)
+    based_on: tuple[str, ...]
+    text: str  # lower-cased: id, user, type, tags, file paths, info values
+
+
+def index_fields(md: Mapping[str, Any]) -> IndexFields:
+    info = md.get("info") or {}
+    files = tuple(
+        (f["path"], f["path"].rsplit("/", 1)[-1], int(f["size"]), f["sha256"], f["object"])
+        for f in md.get("files") or []
+    )
+    tags = tuple(dict.fromkeys(md.get("tags") or []))
+    info_pairs = tuple(sorted(set(flatten_info(info))))
+    type_ = info.get("type")
+    words = [md["id"], md["user"], str(type_ or "")]
+    words += list(tags) + [f[0] for f in files]
+    words += [v if not isinstance(v, str) else v for v in _info_texts(info)]
+    return IndexFields(
+        id=md["id"],
+        user=md["user"],
+        created=md["created"],
+        type=str(type_) if type_ is not None else None,
+        prefix=md["prefix"],
+        tags=tags,
+        files=files,
+        info=info_pairs,
+        based_on=tuple(dict.fromkeys(md.get("based_on") or [])),
+        text="\n".join(words).lower(),
+    )
+
+
+def _info_texts(info: Any) -> Iterator[str]:
+    if isinstance(info, Mapping):
+        for v in info.values():
+            yield from _info_texts(v)
+    elif isinstance(info, list):
+        for v in info:
+            yield from _info_texts(v)
+    elif isinstance(info, str):
+        yield info
+    elif info is not None:
+        yield canonical(info)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results; ``next`` is the cursor for the following page or None."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+
+
+class Catalogue(abc.ABC):
+    """An index of artifact metadata. See the module docstring for the contract."""
+
+    url: str
+
+    @abc.abstractmethod
+    def upsert(self, metadata: Mapping[str, Any]) -> None:
+        """Insert or replace the artifact described by *metadata*. Idempotent."""
+
+    def upsert_many(self, items: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert several artifacts (backends batch this); returns how many."""
+        n = 0
+        for md in items:
+            self.upsert(md)
+            n += 1
+        return n
+
+    @abc.abstractmethod
+    def get(self, artifact_id: str) -> dict[str, Any] | None:
+        """The metadata of *artifact_id*, or None."""
+
+    @abc.abstractmethod
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        """Metadata of the matching artifacts, ordered and limited as *query* says."""
+
+    def page(self, query: Query) -> Page:
+        """One page of :meth:`find` (query.limit items) and the cursor of the next."""
+        items = self.find(query)
+        nxt = items[-1]["id"] if query.limit and len(items) == query.limit else None
+        return Page(items, nxt)
+
+    def iter_all(self, query: Query, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every match, fetched page by page (keyset), whatever ``query.limit`` says."""
+        from dataclasses import replace
+
+        q = replace(query, limit=page_size)
+        while True:
+            page = self.page(q)
+            yield from page.items
+            if page.next is None:
+                return
+            q = q.next_page(page.next)
+
+    @abc.abstractmethod
+    def count(self, query: Query) -> int:
+        """How many artifacts match (ignoring limit and cursor)."""
+
+    @abc.abstractmethod
+    def find_object(self, sha256: str, size: int) -> str | None:
+        """A store key already holding content with this sha256 and size, or None."""
+
+    @abc.abstractmethod
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids starting with *prefix* (for short ids typed by people)."""
+
+    @abc.abstractmethod
+    def distinct(self, field: str, prefix: str | None = None, limit: int = 1000,
+                 after: str | None = None) -> list[str]:
+        """Sorted distinct values of ``user`` or ``tag`` (for the mount's listings)."""
+
+    def check(self) -> str:
+        """Check the catalogue is reachable; return a one-line description."""
+        return self.url
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,279 @@
+"""The SQLite catalogue: the embedded default. Zero set-up, WAL mode, one file.
+
+One connection per thread (sqlite3 objects must not cross threads); writers wait up to
+``BUSY_TIMEOUT`` seconds for a lock held by another process, then fail with a clear
+:class:`~elliptio.errors.CatalogueError`. The schema is created by :func:`create_tables`
+and its version checked on every open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from ..errors import CatalogueError, ConfigError
+from ..query import Query, compile_sql
+from .base import Catalogue, index_fields
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 10.0
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    """The schema. Every query field has an index; ids are ULID-like, so the primary key
+    orders by creation time and doubles as the time index."""
+    db.executescript(
+        f"""
+        CREATE TABLE IF NOT EXISTS artifacts (
+            id       TEXT PRIMARY KEY,  -- artifact id (time-ordered); sort and keyset key
+            user     TEXT NOT NULL,     -- who saved it (store layout segment)
+            created  TEXT NOT NULL,     -- ISO-8601 UTC creation time, for display
+            type     TEXT,              -- info.type, the most common filter
+            prefix   TEXT NOT NULL,     -- store key prefix YYYY/MM/DD/<user>/<id>
+            text     TEXT NOT NULL,     -- lower-cased words for free-text search
+            metadata TEXT NOT NULL      -- metadata.yaml as JSON, verbatim
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS artifacts_user ON artifacts(user, id);
+        CREATE INDEX IF NOT EXISTS artifacts_type ON artifacts(type, id);
+
+        CREATE TABLE IF NOT EXISTS files (
+            artifact TEXT NOT NULL,     -- artifacts.id
+            path     TEXT NOT NULL,     -- relative path inside the artifact
+            name     TEXT NOT NULL,     -- last component of path (file globs without '/')
+            size     INTEGER NOT NULL,  -- bytes
+            sha256   TEXT NOT NULL,     -- hex digest of the content
+            object   TEXT NOT NULL,     -- store key holding the bytes (another artifact's if deduplicated)
+            PRIMARY KEY (artifact, path)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS files_name ON files(name, artifact);
+        CREATE INDEX IF NOT EXISTS files_sha ON files(sha256, size);
+
+        CREATE TABLE IF NOT EXISTS tags (
+            artifact TEXT NOT NULL,     -- artifacts.id
+            tag      TEXT NOT NULL,     -- one tag
+            PRIMARY KEY (artifact, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS tags_tag ON tags(tag, artifact);
+
+        CREATE TABLE IF NOT EXISTS info (
+            artifact TEXT NOT NULL,     -- artifacts.id
+            key      TEXT NOT NULL,     -- dotted path of a leaf of info
+            value    TEXT NOT NULL,     -- canonical JSON of the leaf value
+            PRIMARY KEY (artifact, key, value)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS info_kv ON info(key, value, artifact);
+
+        CREATE TABLE IF NOT EXISTS based_on (
+            child  TEXT NOT NULL,       -- artifacts.id of the newer artifact
+            parent TEXT NOT NULL,       -- an id it was based on (may be absent from this catalogue)
+            PRIMARY KEY (child, parent)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS based_on_parent ON based_on(parent, child);
+
+        CREATE TABLE IF NOT EXISTS schema (
+            version INTEGER NOT NULL    -- SCHEMA_VERSION of the code that created the file
+        );
+        INSERT INTO schema(version) SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM schema);
+        """
+    )
+
+
+def _path_of(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        raise ConfigError(f"not an SQLite URL: {url}")
+    path = unquote(url[len("sqlite://"):])
+    if path in ("/:memory:", ":memory:"):
+        return ":memory:"
+    if not path.startswith("/"):
+        raise ConfigError(f"SQLite catalogue path must be absolute (sqlite:////abs/path): {url}")
+    return path
+
+
+class SQLiteCatalogue(Catalogue):
+    """See the module docstring."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = _path_of(url)
+        self._local = threading.local()
+        self._memory: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._db()  # open now: a bad path or corrupt file is reported at once
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        if self.path == ":memory:":
+            if self._memory is None:
+                self._memory = sqlite3.connect(":memory:", check_same_thread=False)
+                create_tables(self._memory)
+            return self._memory
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=OFF")
+            version = self._version(db)
+            if version is None:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    create_tables(db)
+            elif version != SCHEMA_VERSION:
+                raise CatalogueError(
+                    f"catalogue {self.path} has schema version {version}, this ElliptIO "
+                    f"needs {SCHEMA_VERSION}: rebuild it with `eio reindex` into a new file"
+                )
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "open") from exc
+        except OSError as exc:
+            raise CatalogueError(f"cannot open catalogue {self.path}: {exc.strerror}") from exc
+        self._local.db = db
+        return db
+
+    @staticmethod
+    def _version(db: sqlite3.Connection) -> int | None:
+        row = db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='schema'"
+        ).fetchone()
+        if row is None:
+            return None
+        v = db.execute("SELECT version FROM schema").fetchone()
+        return v[0] if v else None
+
+    def _translate(self, exc: sqlite3.Error, what: str) -> CatalogueError:
+        msg = str(exc)
+        if "locked" in msg or "busy" in msg:
+            return CatalogueError(
+                f"catalogue {self.path} is locked by another process (waited "
+                f"{BUSY_TIMEOUT:.0f}s during {what})"
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "not a database" in msg or "malformed" in msg or "corrupt" in msg
+        ):
+            return CatalogueError(
+                f"catalogue {self.path} is corrupt ({msg}); move it aside and rebuild it "
+                "from the store with `eio reindex`"
+            )
+        return CatalogueError(f"catalogue {self.path}: {what} failed: {msg}")
+
+    # -- writing -------------------------------------------------------------------------
+    def _insert(self, db: sqlite3.Connection, md: Mapping[str, Any]) -> None:
+        f = index_fields(md)
+        for table, col in (("files", "artifact"), ("tags", "artifact"), ("info", "artifact"),
+                           ("based_on", "child")):
+            db.execute(f"DELETE FROM {table} WHERE {col} = ?", (f.id,))
+        db.execute(
+            "INSERT OR REPLACE INTO artifacts(id, user, created, type, prefix, text, metadata)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (f.id, f.user, f.created, f.type, f.prefix, f.text,
+             json.dumps(md, ensure_ascii=False, default=str)),
+        )
+        db.executemany(
+            "INSERT INTO files(artifact, path, name, size, sha256, object) VALUES (?,?,?,?,?,?)",
+            [(f.id, *row) for row in f.files],
+        )
+        db.executemany("INSERT INTO tags(artifact, tag) VALUES (?,?)",
+                       [(f.id, t) for t in f.tags])
+        db.executemany("INSERT INTO info(artifact, key, value) VALUES (?,?,?)",
+                       [(f.id, k, v) for k, v in f.info])
+        db.executemany("INSERT INTO based_on(child, parent) VALUES (?,?)",
+                       [(f.id, p) for p in f.based_on])
+
+    def upsert(self, metadata: Mapping[str, Any]) -> None:
+        self.upsert_many([metadata])
+
+    def upsert_many(self, items: Iterable[Mapping[str, Any]]) -> int:
+        items = list(items)
+        db = self._db()
+        try:
+            with self._lock if self._memory is not None else _nolock:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for md in items:
+                        self._insert(db, md)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "upsert") from exc
+        return len(items)
+
+    # -- reading -------------------------------------------------------------------------
+    def _rows(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._db().execute(sql, list(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "query") from exc
+
+    def get(self, artifact_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT metadata FROM artifacts WHERE id = ?", [artifact_id])
+        return json.loads(rows[0][0]) if rows else None
+
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        sql, params = compile_sql(query)
+        return [json.loads(md) for _id, md in self._rows(sql, params)]
+
+    def count(self, query: Query) -> int:
+        from dataclasses import replace
+
+        sql, params = compile_sql(replace(query, limit=None, after=None))
+        return self._rows(f"SELECT count(*) FROM ({sql})", params)[0][0]
+
+    def find_object(self, sha256: str, size: int) -> str | None:
+        rows = self._rows(
+            "SELECT object FROM files WHERE sha256 = ? AND size = ? LIMIT 1", [sha256, size]
+        )
+        return rows[0][0] if rows else None
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        rows = self._rows(
+            "SELECT id FROM artifacts WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            [prefix, prefix + "\uffff", limit],
+        )
+        return [r[0] for r in rows]
+
+    def distinct(self, field: str, prefix: str | None = None, limit: int = 1000,
+                 after: str | None = None) -> list[str]:
+        table, col = {"user": ("artifacts", "user"), "tag": ("tags", "tag"),
+                      "type": ("artifacts", "type")}[field]
+        where, params = [f"{col} IS NOT NULL"], []
+        if after is not None:
+            where.append(f"{col} > ?")
+            params.append(after)
+        if prefix:
+            where.append(f"{col} >= ? AND {col} < ?")
+            params += [prefix, prefix + "\uffff"]
+        rows = self._rows(
+            f"SELECT DISTINCT {col} FROM {table} WHERE {' AND '.join(where)} "
+            f"ORDER BY {col} LIMIT ?", params + [limit])
+        return [r[0] for r in rows]
+
+    def check(self) -> str:
+        self._rows("SELECT count(*) FROM schema", [])
+        return f"SQLite catalogue at {self.path}"
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+_nolock = _NoLock()

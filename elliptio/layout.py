@@ -1,0 +1,51 @@
+"""The fixed store layout (DESIGN.md §3) and validation of user file names.
+
+    <root>/YYYY/MM/DD/<user>/<id>/<user files>
+    <root>/YYYY/MM/DD/<user>/<id>/.eio/metadata.yaml    written last: the commit point
+    <root>/YYYY/MM/DD/<user>/<id>/.eio/logs/<name>
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import datetime
+
+from .errors import UsageError
+
+METADATA = ".eio/metadata.yaml"
+LOGS = ".eio/logs/"
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def artifact_prefix(created: datetime, user: str, artifact_id: str) -> str:
+    return f"{created:%Y/%m/%d}/{user}/{artifact_id}"
+
+
+def metadata_key(prefix: str) -> str:
+    return f"{prefix}/{METADATA}"
+
+
+def prefix_of_metadata_key(key: str) -> str:
+    return key[: -len("/" + METADATA)]
+
+
+def check_name(name: str) -> str:
+    """Normalise a relative file name inside an artifact; raise UsageError if unsafe."""
+    if not isinstance(name, str) or not name:
+        raise UsageError("empty file name")
+    if name.startswith("/"):
+        raise UsageError(f"file name {name!r} is absolute; names inside an artifact are relative")
+    if _BAD_CHARS.search(name):
+        raise UsageError(f"file name {name!r} contains control characters or backslashes")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UsageError(f"file name {name!r} contains '..'")
+    if not parts:
+        raise UsageError(f"file name {name!r} names no file")
+    if any(p.startswith(".eio") for p in parts):
+        raise UsageError(f"file name {name!r}: names starting with '.eio' are reserved")
+    norm = posixpath.join(*parts)
+    if len(norm.encode()) > 1024 or any(len(p.encode()) > 255 for p in parts):
+        raise UsageError(f"file name {name[:60]!r}... is too long")
+    return norm

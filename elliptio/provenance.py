@@ -1,0 +1,253 @@
+"""Capture of what is needed to reproduce a save: packages, git state, interpreter, host,
+command line, environment (by allow-list), with secrets redacted.
+
+:func:`capture` never raises: anything that cannot be read is recorded as absent with the
+reason. Every captured text passes through :func:`redact` before it is stored.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import logging
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: bound of each git text log (diff, untracked list); longer ones are cut with a marker
+GIT_LOG_LIMIT = 1 << 20
+GIT_TIMEOUT = 10.0
+CUT_MARKER = "\n[elliptio: cut at {limit} bytes of {total}]\n"
+
+ENV_ALLOW = {
+    "PATH", "SHELL", "LANG", "LANGUAGE", "TZ", "HOSTNAME", "VIRTUAL_ENV", "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONOPTIMIZE",
+    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+    "SLURM_JOB_ID", "SLURM_JOB_NAME", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
+    "SLURM_CLUSTER_NAME", "ELLIPTIO_STORE", "ELLIPTIO_CATALOGUE", "ELLIPTIO_USER",
+    "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "CI",
+    "GITHUB_SHA", "GITHUB_REF", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "CI_COMMIT_SHA",
+    "CI_PIPELINE_ID", "JOB_ID",
+}
+ENV_ALLOW_PREFIXES = ("LC_",)
+
+_SECRET_WORDS = r"(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|" \
+    r"private[_-]?key|credential|auth)"
+_REDACTIONS = [
+    # user:password@ in URLs (git remotes, database URLs)
+    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(?::[^/@\s]*)?@"), r"\g<pre>***@"),
+    # AWS access key ids
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "***"),
+    # Authorization headers
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
+    # key = value / key: value / --key=value with a secret-looking key
+    (re.compile(r"(?i)(" + _SECRET_WORDS + r"[A-Za-z0-9_.-]*[\"']?\s*[:=]\s*[\"']?)([^\s\"',;]+)"),
+     r"\1***"),
+    # PEM blocks
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+     "-----BEGIN PRIVATE KEY----- *** -----END PRIVATE KEY-----"),
+    # well-known token shapes (GitHub, Slack, OpenAI-like)
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9]{20,})"),
+     "***"),
+]
+_SECRET_FLAG = re.compile(r"(?i)^--?[a-z0-9_-]*" + _SECRET_WORDS + r"[a-z0-9_-]*$")
+
+
+def redact(text: str) -> str:
+    """Replace credential-looking parts of *text* with ``***``."""
+    for pattern, repl in _REDACTIONS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Redact values of secret-looking flags (``--token X`` and ``--token=X``) and URLs."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        if _SECRET_FLAG.match(arg):
+            hide_next = True
+            out.append(arg)
+            continue
+        out.append(redact(arg))
+    return out
+
+
+def capture_env() -> dict[str, str]:
+    return {
+        k: redact(v)
+        for k, v in sorted(os.environ.items())
+        if k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES)
+    }
+
+
+_pip_cache: tuple[float, str] | None = None
+
+
+def pip_freeze() -> str:
+    """``name==version`` of every distribution importable by this interpreter, sorted.
+
+    Read with importlib.metadata (milliseconds) rather than a ``pip freeze`` subprocess
+    (about a second); cached for 60 s within a process.
+    """
+    global _pip_cache
+    if _pip_cache and time.monotonic() - _pip_cache[0] < 60:
+        return _pip_cache[1]
+    seen: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+        except Exception:
+            continue
+        if not name or name.lower() in seen:
+            continue
+        line = f"{name}=={dist.version}"
+        try:
+            direct = dist.read_text("direct_url.json")
+        except Exception:
+            direct = None
+        if direct and '"editable": true' in direct.replace(" ", "").replace(":true", ": true"):
+            line += "  # editable"
+        seen[name.lower()] = line
+    text = redact("\n".join(sorted(seen.values(), key=str.lower)) + "\n")
+    _pip_cache = (time.monotonic(), text)
+    return text
+
+
+def _git(args: list[str], cwd: str) -> str:
+    res = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT, check=True,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
+    )
+    return res.stdout.decode("utf-8", "replace")
+
+
+def _bounded(text: str) -> tuple[str, bool]:
+    data = text.encode()
+    if len(data) <= GIT_LOG_LIMIT:
+        return text, False
+    cut = data[:GIT_LOG_LIMIT].decode("utf-8", "ignore")
+    return cut + CUT_MARKER.format(limit=GIT_LOG_LIMIT, total=len(data)), True
+
+
+def capture_git(start: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Summary and logs (``git_diff.patch``, ``git_untracked.txt``) of the repo at *start*."""
+    try:
+        root = _git(["rev-parse", "--show-toplevel"], start).strip()
+    except FileNotFoundError:
+        return {"present": False, "reason": "git is not installed"}, {}
+    except subprocess.CalledProcessError:
+        return {"present": False, "reason": "not inside a git repository"}, {}
+    except Exception as exc:
+        return {"present": False, "reason": f"git failed: {exc}"}, {}
+    summary: dict[str, Any] = {"present": True, "root": root}
+    logs: dict[str, str] = {}
+    for key, args in (("commit", ["rev-parse", "HEAD"]),
+                      ("branch", ["rev-parse", "--abbrev-ref", "HEAD"]),
+                      ("remote_url", ["remote", "get-url", "origin"])):
+        try:
+            summary[key] = redact(_git(args, root).strip()) or None
+        except Exception:
+            summary[key] = None
+    try:
+        status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+        summary["dirty"] = bool(status.strip())
+    except Exception:
+        summary["dirty"] = None
+    try:
+        diff = _git(["diff", "HEAD", "--no-color", "--no-ext-diff"], root)
+    except Exception:
+        try:  # a repository without commits yet
+            diff = _git(["diff", "--cached", "--no-color", "--no-ext-diff"], root)
+        except Exception as exc:
+            diff = f"[elliptio: git diff failed: {exc}]\n"
+    diff, cut = _bounded(redact(diff))
+    summary["diff_cut"] = cut
+    if diff:
+        logs["git_diff"] = diff
+    try:
+        untracked = _git(["ls-files", "--others", "--exclude-standard"], root)
+    except Exception:
+        untracked = ""
+    summary["untracked_files"] = len(untracked.splitlines())
+    untracked, cut = _bounded(untracked)
+    summary["untracked_cut"] = cut
+    if untracked:
+        logs["git_untracked"] = untracked
+    return summary, logs
+
+
+LOG_FILE_NAMES = {"pip_freeze": "pip_freeze.txt", "git_diff": "git_diff.patch",
+                  "git_untracked": "git_untracked.txt"}
+
+
+def _process_start() -> str | None:
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        started = btime + ticks / os.sysconf("SC_CLK_TCK")
+        return datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+    except Exception:
+        return None
+
+
+def capture(user: str, version: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(summary for metadata, {log name: text}). Never raises."""
+    summary: dict[str, Any] = {}
+    logs: dict[str, str] = {}
+    try:
+        logs["pip_freeze"] = pip_freeze()
+        summary["pip_freeze"] = {"present": True, "packages": logs["pip_freeze"].count("\n")}
+    except Exception as exc:
+        summary["pip_freeze"] = {"present": False, "reason": str(exc)}
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    try:
+        gsum, glogs = capture_git(cwd or "/")
+        if not gsum.get("present") and sys.argv and sys.argv[0]:
+            script_dir = os.path.dirname(os.path.abspath(sys.argv[0]))
+            if script_dir != cwd and os.path.isdir(script_dir):
+                s2, l2 = capture_git(script_dir)
+                if s2.get("present"):
+                    gsum, glogs = s2, l2
+        summary["git"] = gsum
+        logs.update(glogs)
+    except Exception as exc:
+        summary["git"] = {"present": False, "reason": str(exc)}
+    try:
+        login = getpass.getuser()
+    except Exception:
+        login = None
+    summary.update(
+        python={"version": platform.python_version(), "implementation":
+                platform.python_implementation(), "executable": sys.executable},
+        platform={"system": platform.system(), "release": platform.release(),
+                  "machine": platform.machine(), "description": platform.platform()},
+        host=socket.gethostname(),
+        user=user,
+        login=login,
+        uid=os.getuid(),
+        pid=os.getpid(),
+        argv=redact_argv(list(sys.argv)),
+        cwd=cwd,
+        process_started=_process_start(),
+        elliptio_version=version,
+        env=capture_env(),
+    )
+    return summary, logs

@@ -1,0 +1,480 @@
+"""The one query model, its text form, and its compilation to SQL.
+
+A :class:`Query` means the same thing on every catalogue backend; the SQL compiler lives
+here (not in the SQLite code) beside the MongoDB compiler, so the two can be read side by
+side. Semantics, fixed for every backend:
+
+- Conditions combine with AND. ``files`` and ``tags`` hold several globs: each must match
+  at least one file / tag of the artifact.
+- Globs are shell-like and case-sensitive: ``*`` any run of characters, ``?`` one
+  character, ``[abc]``/``[a-z]``/``[^abc]`` classes (SQLite ``GLOB`` semantics); anchored
+  at both ends. A file glob without ``/`` matches file *base names* (``*.txt`` finds
+  ``data/train.txt``); with ``/`` it matches the whole relative path, and ``*`` may cross
+  ``/``. A value without glob characters is an exact match.
+- ``since`` is inclusive, ``until`` exclusive; a bare date as ``until`` means the end of
+  that day. Times are UTC unless an offset is given. Relative times: ``30s 15m 3h 10d 2w``.
+  Time ranges compare artifact ids, whose first 48 bits are the creation time in ms.
+- ``info`` conditions are equalities on (possibly nested, dotted) keys; values are compared
+  as canonical JSON, so ``10`` (int) and ``"10"`` (string) differ. In the text form, values
+  are read as YAML scalars (``epochs=10`` is an int, ``epochs="10"`` a string).
+- ``based_on=X`` finds artifacts whose based_on holds X (children); with ``transitive``
+  every descendant up to ``depth`` hops. ``ancestor_of=X`` walks the other way.
+- ``text`` is a case-insensitive substring of id, user, type, tags, file paths and info
+  values.
+- Results are ordered newest first (``order="oldest"`` reverses), by id; ``after`` is a
+  keyset cursor (the last id of the previous page), so paging is stable under inserts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from .errors import QueryError
+from .ids import ID_RE, _ALPHABET
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+DEFAULT_DEPTH = 32
+MAX_DEPTH = 1000
+
+
+# -- globs ------------------------------------------------------------------------------
+def is_glob(pattern: str) -> bool:
+    return bool(GLOB_CHARS.search(pattern))
+
+
+def check_glob(pattern: str, what: str) -> str:
+    if not isinstance(pattern, str) or pattern == "":
+        raise QueryError(f"{what}: empty pattern")
+    glob_to_regex(pattern, what)
+    return pattern
+
+
+def glob_to_regex(pattern: str, what: str = "glob") -> str:
+    """An anchored regex with exactly SQLite ``GLOB``'s semantics (for MongoDB, tests)."""
+    out = ["^"]
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i + 1
+            negate = j < n and pattern[j] == "^"
+            if negate:
+                j += 1
+            start = j
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                raise QueryError(f"{what}: unclosed '[' in {pattern!r}")
+            body = pattern[start:j]
+            parts = []
+            k = 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    parts.append(re.escape(body[k]) + "-" + re.escape(body[k + 2]))
+                    k += 3
+                else:
+                    parts.append(re.escape(body[k]))
+                    k += 1
+            out.append("[" + ("^" if negate else "") + "".join(parts) + "]")
+            i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+# -- times ------------------------------------------------------------------------------
+_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(value: Any, what: str, *, end_of_day: bool = False) -> datetime:
+    """Relative (``10d``), ISO date or datetime, or a datetime object; always UTC-aware."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        d = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return d + timedelta(days=1) if end_of_day else d
+    if not isinstance(value, str) or not value.strip():
+        raise QueryError(f"{what}: expected a time like 10d, 3h or 2026-11-24, got {value!r}")
+    text = value.strip()
+    m = _REL.match(text)
+    if m:
+        return datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            d = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return d + timedelta(days=1) if end_of_day else d
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(
+            f"{what}: cannot read {value!r} as a time (use 10d, 3h, 2026-11-24 or "
+            "2026-11-24T12:00:00Z)"
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def id_floor(t: datetime) -> str:
+    """The smallest artifact id created at or after *t* (for id-range time filters)."""
+    ms = max(0, int(t.timestamp() * 1000))
+    if ms >= 1 << 48:
+        return "8" + "0" * 25  # beyond every id
+    chars = []
+    for _ in range(10):
+        chars.append(_ALPHABET[ms & 31])
+        ms >>= 5
+    return "".join(reversed(chars)) + "0" * 16
+
+
+# -- info -------------------------------------------------------------------------------
+def canonical(value: Any) -> str:
+    """The canonical JSON text of an info value (how equality is decided)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str)
+
+
+def flatten_info(info: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(dotted key, canonical JSON value) for every leaf of *info*; dicts are descended."""
+    for k, v in info.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            yield from flatten_info(v, key + ".")
+        else:
+            yield key, canonical(v)
+
+
+# -- the model --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Query:
+    """What to find. All fields optional; see the module docstring for the semantics."""
+
+    user: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    files: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    type: str | None = None
+    info: tuple[tuple[str, str], ...] = ()  # (dotted key, canonical JSON value)
+    based_on: str | None = None
+    ancestor_of: str | None = None
+    transitive: bool = False
+    depth: int = DEFAULT_DEPTH
+    text: str | None = None
+    ids: tuple[str, ...] = ()
+    limit: int | None = 100
+    order: str = "newest"
+    after: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        user: str | None = None,
+        since: Any = None,
+        until: Any = None,
+        files: str | Iterable[str] | None = None,
+        tags: str | Iterable[str] | None = None,
+        type: str | None = None,
+        info: Mapping[str, Any] | None = None,
+        based_on: str | None = None,
+        ancestor_of: str | None = None,
+        transitive: bool = False,
+        depth: int | None = None,
+        text: str | None = None,
+        ids: Iterable[str] | None = None,
+        limit: int | None = 100,
+        order: str = "newest",
+        after: str | None = None,
+    ) -> Query:
+        """Validate and normalise keyword arguments (the form ``eio.search`` takes)."""
+
+        def globs(v: str | Iterable[str] | None, what: str) -> tuple[str, ...]:
+            if v is None:
+                return ()
+            items = [v] if isinstance(v, str) else list(v)
+            return tuple(check_glob(p, what) for p in items)
+
+        def an_id(v: Any, what: str) -> str | None:
+            if v is None:
+                return None
+            v = getattr(v, "id", v)
+            if not isinstance(v, str) or not ID_RE.match(v.strip().lower()):
+                raise QueryError(f"{what}: malformed artifact id {v!r}")
+            return v.strip().lower()
+
+        if user is not None:
+            check_glob(user, "user")
+        if type is not None:
+            check_glob(type, "type")
+        info_items: list[tuple[str, str]] = []
+        if info is not None:
+            if not isinstance(info, Mapping):
+                raise QueryError("info: expected a mapping of key to value")
+            for k in info:
+                if not isinstance(k, str) or not k:
+                    raise QueryError(f"info: keys must be non-empty strings, got {k!r}")
+            info_items = sorted(flatten_info(info))
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise QueryError(f"limit must be a non-negative integer, got {limit!r}")
+        if order not in ("newest", "oldest"):
+            raise QueryError(f"order must be 'newest' or 'oldest', got {order!r}")
+        d = DEFAULT_DEPTH if depth is None else depth
+        if not isinstance(d, int) or not 1 <= d <= MAX_DEPTH:
+            raise QueryError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
+        if after is not None and not ID_RE.match(after):
+            raise QueryError(f"after: malformed cursor {after!r}")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise QueryError("text: empty search text")
+        q = cls(
+            user=user,
+            since=parse_time(since, "since") if since is not None else None,
+            until=parse_time(until, "until", end_of_day=True) if until is not None else None,
+            files=globs(files, "file"),
+            tags=globs(tags, "tag"),
+            type=type,
+            info=tuple(info_items),
+            based_on=an_id(based_on, "based_on"),
+            ancestor_of=an_id(ancestor_of, "ancestor_of"),
+            transitive=bool(transitive),
+            depth=d,
+            text=text.strip().lower() if text else None,
+            ids=tuple(an_id(i, "id") or "" for i in (ids or ())),
+            limit=limit,
+            order=order,
+            after=after,
+        )
+        return q
+
+    @classmethod
+    def parse(cls, text: str, **defaults: Any) -> Query:
+        """Parse the text form shared by the CLI, the mount and the web page.
+
+        ``user=andy,since=10d,file=*.txt,tag=*dataset*,info.stratification=new-cool-method``
+        Items are ``key=value`` separated by commas; a value may be double-quoted to hold
+        commas. ``file``/``tag`` may repeat. Keys: user, since, until, file(s), tag(s),
+        type, info.<key>, based_on (based-on), ancestor_of, transitive, depth, text,
+        limit, order, after.
+        """
+        kwargs: dict[str, Any] = dict(defaults)
+        files: list[str] = []
+        tags: list[str] = []
+        info: dict[str, Any] = {}
+        for item in _split_items(text):
+            if "=" not in item:
+                raise QueryError(f"query item {item!r} is not key=value")
+            key, _, raw = item.partition("=")
+            key = key.strip().lower().replace("-", "_")
+            quoted = len(raw) >= 2 and raw[0] == raw[-1] == '"'
+            value = raw[1:-1] if quoted else raw.strip()
+            if key in ("file", "files"):
+                files.append(value)
+            elif key in ("tag", "tags"):
+                tags.append(value)
+            elif key.startswith("info."):
+                ikey = key[5:]
+                if not ikey:
+                    raise QueryError("info. needs a key name, like info.stratification=x")
+                info[ikey] = value if quoted else _yaml_scalar(value)
+            elif key in ("user", "since", "until", "type", "based_on", "ancestor_of", "text",
+                         "order", "after"):
+                kwargs[key] = value
+            elif key == "transitive":
+                kwargs[key] = _bool(value)
+            elif key in ("limit", "depth"):
+                try:
+                    kwargs[key] = int(value)
+                except ValueError:
+                    raise QueryError(f"{key} must be an integer, got {value!r}") from None
+            else:
+                raise QueryError(
+                    f"unknown query key {key!r} (known: user, since, until, file, tag, type, "
+                    "info.<key>, based_on, ancestor_of, transitive, depth, text, limit, order)"
+                )
+        if files:
+            kwargs["files"] = files
+        if tags:
+            kwargs["tags"] = tags
+        if info:
+            kwargs["info"] = {k: v for k, v in info.items()}
+        info_pairs = kwargs.pop("info", None)
+        q = cls.build(**kwargs)
+        if info_pairs:
+            # dotted keys in the text form are paths already: compare leaf by leaf
+            q = replace(q, info=tuple(sorted((k, canonical(v)) for k, v in info_pairs.items())))
+        return q
+
+    def to_text(self) -> str:
+        """The text form of this query (round-trips through :meth:`parse`)."""
+        parts: list[str] = []
+
+        def add(k: str, v: str) -> None:
+            parts.append(f'{k}="{v}"' if ("," in v or v != v.strip()) else f"{k}={v}")
+
+        if self.user:
+            add("user", self.user)
+        if self.since:
+            add("since", self.since.isoformat().replace("+00:00", "Z"))
+        if self.until:
+            add("until", self.until.isoformat().replace("+00:00", "Z"))
+        for f in self.files:
+            add("file", f)
+        for t in self.tags:
+            add("tag", t)
+        if self.type:
+            add("type", self.type)
+        for k, v in self.info:
+            val = json.loads(v)
+            if isinstance(val, str):
+                parts.append(f'info.{k}="{val}"')
+            else:
+                parts.append(f"info.{k}={v}")
+        if self.based_on:
+            add("based_on", self.based_on)
+        if self.ancestor_of:
+            add("ancestor_of", self.ancestor_of)
+        if self.transitive:
+            add("transitive", "true")
+            if self.depth != DEFAULT_DEPTH:
+                add("depth", str(self.depth))
+        if self.text:
+            add("text", self.text)
+        return ",".join(parts)
+
+    def next_page(self, last_id: str) -> Query:
+        return replace(self, after=last_id)
+
+
+def _split_items(text: str) -> list[str]:
+    if not isinstance(text, str):
+        raise QueryError("query must be a string")
+    items, buf, in_q = [], [], False
+    for ch in text:
+        if ch == '"':
+            in_q = not in_q
+        if ch == "," and not in_q:
+            items.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    if in_q:
+        raise QueryError(f"unclosed quote in query {text!r}")
+    items.append("".join(buf))
+    return [i.strip() for i in items if i.strip()]
+
+
+def _yaml_scalar(value: str) -> Any:
+    try:
+        v = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError:
+        return value
+    if isinstance(v, (dict, list)) or isinstance(v, (date, datetime)):
+        return value
+    return v
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on", ""):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise QueryError(f"expected true or false, got {value!r}")
+
+
+# -- SQL --------------------------------------------------------------------------------
+def compile_sql(q: Query) -> tuple[str, list[Any]]:
+    """``(statement, params)`` selecting ``a.id, a.metadata`` from the SQLite schema of
+    :mod:`elliptio.catalogue.sqlite`, ordered and limited as *q* asks."""
+    ctes: list[str] = []
+    where: list[str] = []
+    params: list[Any] = []
+    cte_params: list[Any] = []
+
+    def match(column: str, pattern: str) -> str:
+        params.append(pattern)
+        return f"{column} GLOB ?" if is_glob(pattern) else f"{column} = ?"
+
+    if q.ids:
+        where.append(f"a.id IN ({','.join('?' * len(q.ids))})")
+        params.extend(q.ids)
+    if q.user is not None:
+        where.append(match("a.user", q.user))
+    if q.since is not None:
+        where.append("a.id >= ?")
+        params.append(id_floor(q.since))
+    if q.until is not None:
+        where.append("a.id < ?")
+        params.append(id_floor(q.until))
+    if q.type is not None:
+        where.append(match("a.type", q.type))
+    for pattern in q.files:
+        column = "f.path" if "/" in pattern else "f.name"
+        cond = match(column, pattern)
+        where.append(f"EXISTS (SELECT 1 FROM files f WHERE f.artifact = a.id AND {cond})")
+    for pattern in q.tags:
+        if is_glob(pattern):
+            where.append("EXISTS (SELECT 1 FROM tags t WHERE t.artifact = a.id AND t.tag GLOB ?)")
+        else:
+            where.append("a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = ?)")
+        params.append(pattern)
+    for key, value in q.info:
+        where.append("a.id IN (SELECT i.artifact FROM info i WHERE i.key = ? AND i.value = ?)")
+        params.extend([key, value])
+    if q.based_on is not None:
+        if q.transitive:
+            ctes.append(
+                "descendants(id, depth) AS ("
+                " SELECT child, 1 FROM based_on WHERE parent = ?"
+                " UNION SELECT b.child, d.depth + 1 FROM based_on b"
+                " JOIN descendants d ON b.parent = d.id WHERE d.depth < ?)"
+            )
+            cte_params.extend([q.based_on, q.depth])
+            where.append("a.id IN (SELECT id FROM descendants)")
+        else:
+            where.append("a.id IN (SELECT child FROM based_on WHERE parent = ?)")
+            params.append(q.based_on)
+    if q.ancestor_of is not None:
+        if q.transitive:
+            ctes.append(
+                "ancestors(id, depth) AS ("
+                " SELECT parent, 1 FROM based_on WHERE child = ?"
+                " UNION SELECT b.parent, d.depth + 1 FROM based_on b"
+                " JOIN ancestors d ON b.child = d.id WHERE d.depth < ?)"
+            )
+            cte_params.extend([q.ancestor_of, q.depth])
+            where.append("a.id IN (SELECT id FROM ancestors)")
+        else:
+            where.append("a.id IN (SELECT parent FROM based_on WHERE child = ?)")
+            params.append(q.ancestor_of)
+    if q.text is not None:
+        where.append("instr(a.text, ?) > 0")
+        params.append(q.text)
+    if q.after is not None:
+        where.append("a.id < ?" if q.order == "newest" else "a.id > ?")
+        params.append(q.after)
+    sql = ""
+    if ctes:
+        sql = "WITH RECURSIVE " + ", ".join(ctes) + " "
+    sql += "SELECT a.id, a.metadata FROM artifacts a"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY a.id " + ("DESC" if q.order == "newest" else "ASC")
+    if q.limit is not None:
+        sql += " LIMIT ?"
+        params.append(q.limit)
+    return sql, cte_params + params

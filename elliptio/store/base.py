@@ -1,0 +1,156 @@
+"""The blob-store interface every store implements (local directory, S3).
+
+Keys are ``/``-separated relative paths (see :mod:`elliptio.layout`). A store knows
+nothing of artifacts, catalogues or lineage: it holds bytes under keys, and it never
+overwrites a key that exists. Errors of the library underneath (OSError, botocore) are
+translated here at the edge into :mod:`elliptio.errors` exceptions.
+
+Retrying is done in one place, :func:`elliptio.store.retry.retry`, and only inside
+store implementations; callers never loop.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+#: called with the number of bytes just transferred (for progress bars)
+Progress = Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What a store measured while reading a source file."""
+
+    sha256: str
+    size: int
+
+
+class Staged(abc.ABC):
+    """A file read (and hashed) by :meth:`Store.stage`, not yet visible under its key.
+
+    Exactly one of :meth:`commit` and :meth:`discard` must be called. ``commit`` makes the
+    bytes visible under the key and locks them; ``discard`` drops them (for dedup: the
+    content already exists elsewhere in the lake).
+    """
+
+    key: str
+    digest: Digest
+
+    @abc.abstractmethod
+    def commit(self, progress: Progress = None) -> None:
+        """Make the staged bytes visible and locked under :attr:`key`.
+
+        Raises :class:`~elliptio.errors.Immutable` if the key exists,
+        :class:`~elliptio.errors.IntegrityError` if the source changed since staging,
+        :class:`~elliptio.errors.StorageError` on failure after retries.
+        """
+
+    @abc.abstractmethod
+    def discard(self) -> None:
+        """Drop the staged bytes. Never fails loudly; may be called after a failed commit."""
+
+
+class Store(abc.ABC):
+    """A place that holds immutable bytes under keys.
+
+    Contract, for every implementation:
+
+    - ``put_*``/``stage().commit()`` never overwrite an existing key (``Immutable``), and
+      leave the object locked (read-only file / S3 Object Lock retention).
+    - A key becomes visible whole or not at all; an interrupted write leaves at most an
+      invisible temporary (local) or an incomplete multipart upload (S3).
+    - Reads raise ``NotFound`` for a missing key, ``StorageError`` after retries otherwise.
+    - All methods are safe to call from several threads at once.
+    - Nothing here deletes a committed key, except :meth:`remove_orphan`, which refuses
+      to touch a prefix that holds an artifact's ``metadata.yaml``.
+    """
+
+    #: the URL this store was opened with (``file:///...``, ``s3://bucket/prefix``)
+    url: str
+
+    @abc.abstractmethod
+    def stage(self, key: str, source: str, progress: Progress = None) -> Staged:
+        """Read the local file *source* once, hashing it; return a :class:`Staged`.
+
+        Implementations may already copy the bytes to an invisible temporary here (local
+        store) or only hash them (S3, where an upload cannot be taken back once locked).
+        """
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object atomically and lock it. ``Immutable`` if the key exists."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """True if *key* is a committed object."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """Size in bytes of *key*; ``NotFound`` if missing."""
+
+    @abc.abstractmethod
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Up to *length* bytes from *offset* (fewer only at the end of the object)."""
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object (for small objects such as metadata and logs)."""
+        return self.read_range(key, 0, self.size(key))
+
+    @abc.abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable, seekable binary file object over *key*."""
+
+    @abc.abstractmethod
+    def download(self, key: str, dest: str, progress: Progress = None) -> Digest:
+        """Copy *key* to the local path *dest* (written via a temporary and renamed).
+
+        Returns the digest measured while writing; the caller compares it with the
+        recorded one.
+        """
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every committed key under *prefix* (``""`` = the whole store), in no set order."""
+
+    def list_metadata(self, prefix: str = "") -> Iterator[str]:
+        """Every ``.../.eio/metadata.yaml`` key under *prefix*."""
+        for key in self.list(prefix):
+            if key.endswith("/.eio/metadata.yaml"):
+                yield key
+
+    @abc.abstractmethod
+    def url_for(self, key: str) -> str:
+        """A URL naming *key* for other tools (``file:///abs/path`` or ``s3://bucket/key``)."""
+
+    def s3_url(self, key: str) -> str | None:
+        """``s3://`` URL of *key*, or None when the store is not S3."""
+        return None
+
+    def presign(self, key: str, expires: int = 3600) -> str:
+        """A time-limited HTTPS URL for *key*; only S3 stores can make one."""
+        from ..errors import UsageError
+
+        raise UsageError(f"{self.url} is not an S3 store: no presigned URL")
+
+    @abc.abstractmethod
+    def remove_orphan(self, prefix: str) -> int:
+        """Remove what an interrupted save left under *prefix* (an artifact directory).
+
+        Refuses (``Immutable``) if ``<prefix>/.eio/metadata.yaml`` exists. Returns the
+        number of objects removed; objects whose lock forbids removal are left and counted
+        as not removed.
+        """
+
+    def seal(self, prefix: str) -> None:
+        """Called once an artifact's ``metadata.yaml`` is written under *prefix*; a store may
+        lock the artifact's directory further (the local store makes it read-only)."""
+
+    def check(self) -> str:
+        """Check the store is usable; return a one-line description. Raise if not."""
+        return self.url
+
+    def close(self) -> None:
+        """Release connections and thread pools."""

@@ -1,0 +1,249 @@
+"""The local-directory store: the embedded default.
+
+Objects are plain files under the root directory, keys mapped to relative paths. Writes go
+to an invisible temporary beside the target (``.eio-tmp-*``, a name no user file can have,
+since user names starting with ``.eio`` are refused) and are published with ``link(2)``,
+which fails if the target exists: publishing is atomic and never overwrites. Published
+files are made read-only (0444), and :meth:`LocalStore.seal` makes an artifact's
+directories read-only once its ``metadata.yaml`` is written.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, unquote, urlparse
+
+from ..errors import ConfigError, Immutable, IntegrityError, NotFound, StorageError
+from .base import Digest, Progress, Staged, Store
+
+CHUNK = 1 << 20
+TMP_PREFIX = ".eio-tmp-"
+
+
+def _translate(exc: OSError, what: str) -> Exception:
+    if exc.errno == errno.ENOENT:
+        return NotFound(f"{what}: no such object")
+    if exc.errno == errno.EEXIST:
+        return Immutable(f"{what}: already exists and is locked")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"{what}: permission denied ({exc.strerror})")
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"{what}: no space left on the store's device")
+    return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+def copy_hashing(src: BinaryIO, dst: BinaryIO, progress: Progress = None) -> Digest:
+    """Copy *src* to *dst* in 1 MiB chunks, hashing once on the way."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while True:
+        n = src.readinto(buf)  # type: ignore[attr-defined]
+        if not n:
+            break
+        h.update(view[:n])
+        dst.write(view[:n])
+        size += n
+        if progress:
+            progress(n)
+    return Digest(h.hexdigest(), size)
+
+
+class _LocalStaged(Staged):
+    def __init__(self, store: LocalStore, key: str, tmp: Path, digest: Digest) -> None:
+        self.store, self.key, self.tmp, self.digest = store, key, tmp, digest
+
+    def commit(self, progress: Progress = None) -> None:
+        target = self.store._path(self.key)
+        try:
+            os.link(self.tmp, target)
+        except OSError as exc:
+            raise _translate(exc, self.key) from exc
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        if progress:
+            progress(self.digest.size)
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+class LocalStore(Store):
+    """A directory on a local (or network) filesystem. See the module docstring."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"not a local store URL (want file:///path): {url}")
+        path = unquote(parsed.path)
+        if not path.startswith("/"):
+            raise ConfigError(f"local store path must be absolute: {url}")
+        self.root = Path(path)
+        self.url = "file://" + quote(str(self.root))
+
+    # -- helpers ---------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise StorageError(f"invalid store key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _tmp_beside(self, target: Path) -> Path:
+        return target.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{target.name}")
+
+    def _ensure_dir(self, path: Path, what: str) -> None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _translate(exc, what) from exc
+
+    # -- writing ---------------------------------------------------------------------
+    def stage(self, key: str, source: str, progress: Progress = None) -> Staged:
+        target = self._path(key)
+        self._ensure_dir(target.parent, key)
+        tmp = self._tmp_beside(target)
+        try:
+            with open(source, "rb") as src, open(tmp, "xb") as dst:
+                digest = copy_hashing(src, dst, progress)
+                os.fchmod(dst.fileno(), 0o444)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _translate(exc, key) from exc
+            raise
+        return _LocalStaged(self, key, tmp, digest)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        self._ensure_dir(target.parent, key)
+        tmp = self._tmp_beside(target)
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+                os.fchmod(f.fileno(), 0o444)
+            os.link(tmp, target)
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def seal(self, prefix: str) -> None:
+        """Make every directory under *prefix* read-only (after its metadata is written)."""
+        top = self._path(prefix)
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            try:
+                os.chmod(dirpath, 0o555)
+            except OSError:
+                pass
+
+    # -- reading ---------------------------------------------------------------------
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return os.pread(f.fileno(), length, offset)
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except OSError as exc:
+            raise _translate(exc, key) from exc
+
+    def download(self, key: str, dest: str, progress: Progress = None) -> Digest:
+        dest_path = Path(dest)
+        tmp = dest_path.with_name(f".{dest_path.name}.eio-download-{secrets.token_hex(4)}")
+        try:
+            with open(self._path(key), "rb") as src, open(tmp, "xb") as dst:
+                digest = copy_hashing(src, dst, progress)
+            os.replace(tmp, dest_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _translate(exc, f"{key} -> {dest}") from exc
+        return digest
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not top.is_dir():
+            return
+        for dirpath, dirs, files in os.walk(top):
+            dirs.sort()
+            rel = os.path.relpath(dirpath, self.root)
+            rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            for name in sorted(files):
+                if not name.startswith(TMP_PREFIX):
+                    yield rel + name
+
+    def list_metadata(self, prefix: str = "") -> Iterator[str]:
+        # Walk only as deep as the layout needs: YYYY/MM/DD/user/id/.eio/metadata.yaml
+        top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not top.is_dir():
+            return
+        for dirpath, dirs, files in os.walk(top):
+            if os.path.basename(dirpath) == ".eio":
+                dirs[:] = []
+                if "metadata.yaml" in files:
+                    rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+                    yield rel + "/metadata.yaml"
+            elif ".eio" in dirs:
+                dirs[:] = [".eio"]  # an artifact directory: the user's files are not needed
+            dirs.sort()
+
+    def url_for(self, key: str) -> str:
+        return "file://" + quote(str(self._path(key)))
+
+    def remove_orphan(self, prefix: str) -> int:
+        top = self._path(prefix.rstrip("/"))
+        if (top / ".eio" / "metadata.yaml").exists():
+            raise Immutable(f"{prefix} is a committed artifact; it cannot be removed")
+        removed = 0
+        for dirpath, _dirs, files in os.walk(top, topdown=False):
+            try:
+                os.chmod(dirpath, 0o755)
+            except OSError:
+                pass
+            for name in files:
+                p = os.path.join(dirpath, name)
+                try:
+                    os.unlink(p)
+                    removed += 1
+                except OSError:
+                    pass
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+        return removed
+
+    def check(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _translate(exc, str(self.root)) from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"store directory {self.root} is not writable")
+        return f"local store at {self.root}"
+
+
+def is_special(mode: int) -> bool:
+    """True for FIFOs, sockets and device files (which save refuses)."""
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
