@@ -152,5 +152,10 @@ class Store(abc.ABC):
         """Check the store is usable; return a one-line description. Raise if not."""
         return self.url
 
+    def init(self) -> str:
+        """Create the store if needed (``eio init``), or check an existing one; return what
+        was done, in one line for the user. Raise with what is missing if unusable."""
+        return self.check()
+
     def close(self) -> None:
         """Release connections and thread pools."""
