@@ -220,7 +220,10 @@ def capture(user: str, version: str) -> tuple[dict[str, Any], dict[str, str]]:
         cwd = None
     try:
         gsum, glogs = capture_git(cwd or "/")
-        if not gsum.get("present") and sys.argv and sys.argv[0]:
+        # A script run from outside its repository (python ~/src/proj/train.py): the
+        # script's own repository is the one that matters. Console-script launchers are
+        # not user code, so only a .py file counts.
+        if not gsum.get("present") and sys.argv and sys.argv[0].endswith(".py"):
             script_dir = os.path.dirname(os.path.abspath(sys.argv[0]))
             if script_dir != cwd and os.path.isdir(script_dir):
                 s2, l2 = capture_git(script_dir)
