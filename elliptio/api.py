@@ -274,8 +274,9 @@ class Lake:
              tags: Iterable[str] | str | None = None, based_on: Iterable[Any] | None = None,
              progress: Callable[[int], None] | None = None, **kwinfo: Any) -> Artifact:
         """Save *files* as one new locked artifact. See :func:`elliptio.save`."""
-        merged = dict(info or {})
-        merged.update(kwinfo)
+        if info is not None and not isinstance(info, Mapping):
+            raise UsageError(f"info must be a mapping, got {type(info).__name__}")
+        merged = {**(info or {}), **kwinfo}
         entries = resolve_inputs(files)
         return self.save_entries(entries, info=merged, tags=tags, based_on=based_on,
                                  progress=progress)

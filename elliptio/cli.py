@@ -71,9 +71,10 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     width = shutil.get_terminal_size((120, 20)).columns
     cols = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
             for i, h in enumerate(headers)]
-    # the last column takes what is left of the terminal
-    used = sum(cols[:-1]) + 2 * (len(cols) - 1)
-    cols[-1] = max(10, min(cols[-1], width - used))
+    # on a terminal, the last column takes what is left of its width; pipes get it all
+    if sys.stdout.isatty():
+        used = sum(cols[:-1]) + 2 * (len(cols) - 1)
+        cols[-1] = max(10, min(cols[-1], width - used))
 
     def fmt(r: list[str]) -> str:
         cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(r, cols, strict=True)]
@@ -520,7 +521,9 @@ def config(ctx: click.Context, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="eio", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="eio", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

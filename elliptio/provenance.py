@@ -223,9 +223,13 @@ def capture(user: str, version: str) -> tuple[dict[str, Any], dict[str, str]]:
         # A script run from outside its repository (python ~/src/proj/train.py): the
         # script's own repository is the one that matters. Console-script launchers are
         # not user code, so only a .py file counts.
+        # Installed modules run with -m (pytest, ...) are not user code either.
         if not gsum.get("present") and sys.argv and sys.argv[0].endswith(".py"):
             script_dir = os.path.dirname(os.path.abspath(sys.argv[0]))
-            if script_dir != cwd and os.path.isdir(script_dir):
+            installed = tuple(os.path.realpath(p) + os.sep for p in
+                              {sys.prefix, sys.base_prefix, sys.exec_prefix})
+            if (script_dir != cwd and os.path.isdir(script_dir)
+                    and not (os.path.realpath(script_dir) + os.sep).startswith(installed)):
                 s2, l2 = capture_git(script_dir)
                 if s2.get("present"):
                     gsum, glogs = s2, l2

@@ -121,6 +121,18 @@ class Store(abc.ABC):
             if key.endswith("/.eio/metadata.yaml"):
                 yield key
 
+    def list_artifact_dirs(self, prefix: str = "") -> Iterator[str]:
+        """Every ``YYYY/MM/DD/<user>/<id>`` prefix holding anything, committed or left by
+        an interrupted save (for ``eio fsck``)."""
+        seen: set[str] = set()
+        for key in self.list(prefix):
+            parts = key.split("/")
+            if len(parts) >= 6:
+                d = "/".join(parts[:5])
+                if d not in seen:
+                    seen.add(d)
+                    yield d
+
     @abc.abstractmethod
     def url_for(self, key: str) -> str:
         """A URL naming *key* for other tools (``file:///abs/path`` or ``s3://bucket/key``)."""

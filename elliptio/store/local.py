@@ -208,6 +208,22 @@ class LocalStore(Store):
                 dirs[:] = [".eio"]  # an artifact directory: the user's files are not needed
             dirs.sort()
 
+    def list_artifact_dirs(self, prefix: str = "") -> Iterator[str]:
+        # Directories, not files: a save killed while staging leaves only temporaries.
+        top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        depth0 = len(top.relative_to(self.root).parts) if top != self.root else 0
+        if not top.is_dir():
+            return
+        for dirpath, dirs, _files in os.walk(top):
+            rel = os.path.relpath(dirpath, self.root)
+            depth = 0 if rel == "." else len(rel.split(os.sep))
+            if depth == 5:
+                dirs[:] = []
+                yield rel.replace(os.sep, "/")
+            elif depth < depth0:
+                continue
+            dirs.sort()
+
     def url_for(self, key: str) -> str:
         return "file://" + quote(str(self._path(key)))
 

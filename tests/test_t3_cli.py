@@ -1,0 +1,117 @@
+"""The eio command, run as a user would run it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def eio(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "elliptio", *args], cwd=cwd, text=True,
+                         capture_output=True, env=os.environ.copy(), timeout=60)
+    if check and res.returncode != 0:
+        raise AssertionError(f"eio {' '.join(args)} failed ({res.returncode}): {res.stderr}")
+    return res
+
+
+@pytest.fixture
+def work(tmp_path: Path, lake_env) -> Path:
+    d = tmp_path / "work"
+    (d / "run42").mkdir(parents=True)
+    (d / "train.txt").write_text("a,b\n1,2\n")
+    (d / "test.txt").write_text("a,b\n3,4\n")
+    (d / "run42/m.bin").write_bytes(b"m" * 1000)
+    return d
+
+
+def test_save_search_show_get_lineage_log(work, tmp_path):
+    out = eio("save", "train.txt", "test.txt", "-t", "dataset_list", "-i",
+              "stratification=new-cool-method", "-i", "epochs=10", "--tag", "dataset",
+              "--json", cwd=work)
+    a = json.loads(out.stdout)
+    assert a["files"] == ["train.txt", "test.txt"] and a["user"] == "andy"
+    assert a["info"] == {"type": "dataset_list", "stratification": "new-cool-method",
+                         "epochs": 10}
+    human = eio("save", "run42", "--based-on", a["id"][:10], "-t", "model", cwd=work).stdout
+    assert human.startswith("saved ") and "1 file(s)" in human and a["id"] in human
+    model_id = human.split()[1].rstrip(":")
+
+    res = eio("search", "user=andy,since=10d,file=*.txt,tag=*dataset*", "--json")
+    assert [x["id"] for x in json.loads(res.stdout)] == [a["id"]]
+    table = eio("search", "--user", "andy").stdout
+    assert "stratification=new-cool-method" in table and model_id in table
+    assert eio("search", "--count", "--type", "model").stdout.strip() == "1"
+    assert eio("search", "--info", "epochs=10", "--json").stdout.count('"id"') == 1
+    assert "no artifacts match" in eio("search", "--user", "nobody").stderr
+
+    show = eio("show", a["id"]).stdout
+    assert "stratification: new-cool-method" in show and "train.txt" in show
+    assert model_id in show  # used by
+    assert json.loads(eio("show", a["id"], "--json").stdout)["id"] == a["id"]
+    assert "id: " + a["id"] in eio("show", a["id"], "--yaml").stdout
+
+    eio("get", model_id, "-o", str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / model_id / "run42/m.bin").read_bytes() == b"m" * 1000
+    eio("download", a["id"], "train.txt", "-o", str(tmp_path / "dl2"))
+    assert (tmp_path / "dl2" / a["id"] / "train.txt").exists()
+    assert not (tmp_path / "dl2" / a["id"] / "test.txt").exists()
+
+    tree = eio("lineage", model_id).stdout
+    assert "based on:" in tree and a["id"] in tree
+    kids = json.loads(eio("lineage", a["id"], "--children", "--json").stdout)
+    assert [c["id"] for c in kids["children"]] == [model_id]
+
+    assert "pip_freeze" in eio("log", a["id"]).stdout
+    assert "PyYAML==" in eio("log", a["id"], "pip_freeze").stdout
+
+
+def test_reindex_fsck_init(work, lake_env, tmp_path):
+    a = json.loads(eio("save", "train.txt", "--json", cwd=work).stdout)
+    cat = Path(lake_env["ELLIPTIO_CATALOGUE"].removeprefix("sqlite:///"))
+    for p in cat.parent.glob(cat.name + "*"):
+        p.unlink()
+    assert eio("search", "--json").stdout.strip() == "[]"
+    fsck = eio("fsck", check=False)
+    assert fsck.returncode == 1 and a["id"] in fsck.stdout
+    assert "reindexed 1 of 1" in eio("reindex").stdout
+    assert eio("fsck").stdout.strip().endswith("clean")
+    assert "store: local store at" in eio("init").stdout
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["save", "missing.txt"], 2, "no such file"),
+    (["save", "train.txt", "-i", "novalue"], 2, "KEY=VALUE"),
+    (["show", "not-an-id"], 2, "malformed artifact id"),
+    (["show", "01m87ppfabc0jmwac15b0n6tbg"], 3, "no artifact"),
+    (["search", "since=whenever"], 2, "cannot read"),
+    (["search", "colour=red"], 2, "unknown query key"),
+    (["get", "01m87ppfabc0jmwac15b0n6tbg"], 3, "no artifact"),
+    (["save", "/dev/null"], 2, "device"),
+])
+def test_errors_are_one_line_with_a_documented_code(work, args, code, needle):
+    res = eio(*args, cwd=work, check=False)
+    assert res.returncode == code, res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_debug_keeps_the_traceback(work):
+    res = eio("--debug", "show", "not-an-id", check=False)
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_unknown_file_in_get_is_clear(work):
+    a = json.loads(eio("save", "train.txt", "--json", cwd=work).stdout)
+    res = eio("get", a["id"], "nope.txt", check=False)
+    assert res.returncode == 3 and "has no file 'nope.txt'" in res.stderr
+
+
+def test_help_and_version():
+    assert "save" in eio("--help").stdout
+    assert eio("--version").stdout.startswith("eio, version")
