@@ -93,12 +93,11 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
     store, cat = lake.store, lake.catalogue
     committed: set[str] = set()
     artifact_dirs: set[str] = set()
-    for key in store.list(""):
-        parts = key.split("/")
-        if len(parts) >= 6 and ID_RE.match(parts[4]):
-            artifact_dirs.add("/".join(parts[:5]))
-        if key.endswith("/" + layout.METADATA):
-            committed.add(layout.prefix_of_metadata_key(key))
+    for d in store.list_artifact_dirs(""):
+        if ID_RE.match(d.rsplit("/", 1)[-1]):
+            artifact_dirs.add(d)
+    for key in store.list_metadata(""):
+        committed.add(layout.prefix_of_metadata_key(key))
     for prefix in sorted(artifact_dirs - committed):
         report.orphans.append(prefix)
         if remove_orphans:
