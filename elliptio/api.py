@@ -37,7 +37,6 @@ from .errors import (
 from .ids import ID_RE, check_id, id_time, new_id
 from .query import Query
 from .store import Store, open_store
-from .store.base import Staged
 from .store.local import is_special
 
 log = logging.getLogger(__name__)
@@ -355,53 +354,47 @@ class Lake:
     def _store_files(self, store: Store, catalogue: Catalogue, prefix: str,
                      entries: Sequence[Entry], progress: Callable[[int], None] | None
                      ) -> list[dict[str, Any]]:
-        # Stage concurrently (hashing happens here), then decide dedup and commit in order,
-        # so the records come out in input order and identical files inside one save
-        # share one object.
-        records: list[dict[str, Any]] = []
+        # Each worker stages (reads + hashes), decides dedup and commits one file, so
+        # many small files overlap their per-file latency. Identical files inside one save
+        # share one object: the first to claim a digest commits, the others reference it.
         by_digest: dict[tuple[str, int], str] = {}
-        workers = min(SAVE_WORKERS, len(entries))
+        claim = threading.Lock()
 
-        def stage(e: Entry) -> Staged:
-            return store.stage(f"{prefix}/{e.name}", e.source, progress)
-
-        pending: list[Staged] = []
-        try:
-            with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
-                futures = [pool.submit(stage, e) for e in entries]
-                try:
-                    for e, fut in zip(entries, futures, strict=True):
-                        staged = fut.result()
-                        pending.append(staged)
-                        d = staged.digest
-                        key = by_digest.get((d.sha256, d.size))
-                        if key is None:
-                            existing = catalogue_object(catalogue, d.sha256, d.size)
-                            if existing and store.exists(existing):
-                                key = existing
-                        if key is not None:
-                            staged.discard()
-                        else:
-                            staged.commit()
-                            key = staged.key
-                            by_digest[(d.sha256, d.size)] = key
-                        pending.remove(staged)
-                        records.append({"path": e.name, "size": d.size, "sha256": d.sha256,
-                                        "object": key})
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    for f in futures:
-                        if not f.cancelled():
-                            try:
-                                pending.append(f.result())
-                            except BaseException:
-                                pass
-                    raise
-        finally:
-            for staged in pending:
+        def store_one(e: Entry) -> dict[str, Any]:
+            staged = store.stage(f"{prefix}/{e.name}", e.source, progress)
+            try:
+                d = staged.digest
+                with claim:
+                    key = by_digest.get((d.sha256, d.size))
+                if key is None:
+                    existing = catalogue_object(catalogue, d.sha256, d.size)
+                    if existing and store.exists(existing):
+                        key = existing
+                with claim:
+                    key = key or by_digest.get((d.sha256, d.size))
+                    mine = key is None
+                    if mine:
+                        by_digest[(d.sha256, d.size)] = key = staged.key
+                if mine:
+                    staged.commit()
+                else:
+                    staged.discard()
+            except BaseException:
                 staged.discard()
-        return records
+                raise
+            return {"path": e.name, "size": d.size, "sha256": d.sha256, "object": key}
+
+        workers = min(SAVE_WORKERS, len(entries))
+        if workers <= 1:
+            return [store_one(e) for e in entries]
+        with ThreadPoolExecutor(workers, thread_name_prefix="eio-save") as pool:
+            futures = [pool.submit(store_one, e) for e in entries]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
 
     def _remove_partial(self, store: Store, prefix: str) -> None:
         try:
@@ -490,26 +483,6 @@ def catalogue_object(catalogue: Catalogue, sha256: str, size: int) -> str | None
     except CatalogueError as exc:  # dedup is an optimisation; never fail a save for it
         log.debug("dedup lookup failed: %s", exc)
         return None
-
-
-class _Inline:
-    """A stand-in for an executor that runs work at once (one file: no thread)."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        from concurrent.futures import Future
-
-        fut: Future[Any] = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:
-            fut.set_exception(exc)
-        return fut
 
 
 # -- the default lake and the module-level functions ------------------------------------

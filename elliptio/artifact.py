@@ -23,18 +23,21 @@ if TYPE_CHECKING:
     from .api import Lake
 
 FORMAT_VERSION = 1
+# libyaml when available: metadata of an artifact with 10,000 files dumps in ms, not seconds
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def dump_metadata(md: Mapping[str, Any]) -> bytes:
     """``metadata.yaml`` bytes: block style, keys in the order given, unicode kept."""
-    return yaml.safe_dump(dict(md), sort_keys=False, allow_unicode=True,
-                          default_flow_style=False, width=100).encode()
+    return yaml.dump(dict(md), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=100).encode()
 
 
 def load_metadata(data: bytes, where: str = "metadata.yaml") -> dict[str, Any]:
     """Parse and minimally validate ``metadata.yaml``; ``IntegrityError`` if malformed."""
     try:
-        md = yaml.safe_load(data)
+        md = yaml.load(data, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise IntegrityError(f"{where}: not valid YAML ({exc})") from exc
     if not isinstance(md, dict):
