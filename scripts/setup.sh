@@ -4,7 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fuse3 libfuse3-dev pkg-config attr rsync chromium s3fs rclone sqlite3 git)
+MODE=${1:-test}
+if [ "$MODE" = demo ]; then
+    APT_PACKAGES=(fuse3 libfuse3-dev pkg-config git)   # the demo may mount the lake
+    EXTRAS=fuse,web
+else
+    APT_PACKAGES=(fuse3 libfuse3-dev pkg-config attr rsync chromium s3fs rclone sqlite3 git)
+    EXTRAS=test
+fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 missing=()
@@ -18,6 +25,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-EXTRAS=${1:-test}
 echo "setup: installing ElliptIO ($EXTRAS extras) with pip"
 $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[$EXTRAS]"
