@@ -16,8 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -28,7 +27,6 @@ from .catalogue import Catalogue, open_catalogue
 from .config import Settings, valid_user
 from .errors import (
     CatalogueError,
-    ElliptioError,
     Immutable,
     NotFound,
     QueryError,

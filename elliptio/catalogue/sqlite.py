@@ -47,7 +47,7 @@ def create_tables(db: sqlite3.Connection) -> None:
             name     TEXT NOT NULL,     -- last component of path (file globs without '/')
             size     INTEGER NOT NULL,  -- bytes
             sha256   TEXT NOT NULL,     -- hex digest of the content
-            object   TEXT NOT NULL,     -- store key holding the bytes (another artifact's if deduplicated)
+            object   TEXT NOT NULL,     -- store key of the bytes (another artifact's if dedup)
             PRIMARY KEY (artifact, path)
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS files_name ON files(name, artifact);

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, unquote, urlparse
 
-from ..errors import ConfigError, Immutable, IntegrityError, NotFound, StorageError
+from ..errors import ConfigError, Immutable, NotFound, StorageError
 from .base import Digest, Progress, Staged, Store
 
 CHUNK = 1 << 20
