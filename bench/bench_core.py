@@ -69,8 +69,9 @@ def bench_big_file(root: Path, size_mib: int) -> list[tuple[str, str]]:
         t = time.perf_counter()
         lake.save({f"big{i}.bin": str(big)}, based_on=[])  # dedup is per content: make unique
         saves.append(time.perf_counter() - t)
-        with open(big, "r+b") as f:  # change one byte so the next save is not deduplicated
-            f.write(bytes([i + 1]))
+        if i < 2:
+            with open(big, "r+b") as f:  # change one byte so the next save is not deduplicated
+                f.write(bytes([i + 1]))
     cp_t, save_t = min(cps), min(saves)
     rows.append((f"cp of a {size_mib} MiB file (best of 3)",
                  f"{size_mib / cp_t:,.0f} MiB/s ({cp_t:.2f} s)"))
