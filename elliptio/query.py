@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -57,44 +57,62 @@ def check_glob(pattern: str, what: str) -> str:
 
 
 def glob_to_regex(pattern: str, what: str = "glob") -> str:
-    """An anchored regex with exactly SQLite ``GLOB``'s semantics (for MongoDB, tests)."""
+    """An anchored regex with exactly SQLite ``GLOB``'s semantics (for MongoDB, tests).
+
+    Portable between Python's ``re`` and MongoDB's PCRE without flags: ``[\\s\\S]``
+    stands for "any character" (``.`` would miss a newline) and the end anchor is
+    ``(?![\\s\\S])`` (``$`` also matches before a final newline). Character classes are
+    read the way SQLite's ``patternCompare`` reads them: a ``]`` first in the class is a
+    member, ``-`` makes a range only between two members (so ``[]-a]`` is three
+    characters), and a reversed range like ``[z-a]`` matches nothing.
+    """
     out = ["^"]
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "*":
-            out.append(".*")
+            out.append(_ANY + "*")
         elif c == "?":
-            out.append(".")
+            out.append(_ANY)
         elif c == "[":
             j = i + 1
             negate = j < n and pattern[j] == "^"
             if negate:
                 j += 1
-            start = j
+            members: list[tuple[str, str]] = []
             if j < n and pattern[j] == "]":
+                members.append(("]", "]"))
                 j += 1
+            prior: str | None = None
             while j < n and pattern[j] != "]":
+                c2 = pattern[j]
+                if c2 == "-" and prior is not None and j + 1 < n and pattern[j + 1] != "]":
+                    members.append((prior, pattern[j + 1]))
+                    prior = None
+                    j += 1
+                else:
+                    members.append((c2, c2))
+                    prior = c2
                 j += 1
             if j >= n:
                 raise QueryError(f"{what}: unclosed '[' in {pattern!r}")
-            body = pattern[start:j]
-            parts = []
-            k = 0
-            while k < len(body):
-                if k + 2 < len(body) and body[k + 1] == "-":
-                    parts.append(re.escape(body[k]) + "-" + re.escape(body[k + 2]))
-                    k += 3
-                else:
-                    parts.append(re.escape(body[k]))
-                    k += 1
-            out.append("[" + ("^" if negate else "") + "".join(parts) + "]")
+            parts = [re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}"
+                     for lo, hi in members if lo <= hi]
+            if parts:
+                out.append("[" + ("^" if negate else "") + "".join(parts) + "]")
+            else:  # only reversed ranges: nothing (or, negated, anything)
+                out.append(_ANY if negate else _NOTHING)
             i = j
         else:
             out.append(re.escape(c))
         i += 1
-    out.append("$")
+    out.append(_END)
     return "".join(out)
+
+
+_ANY = r"[\s\S]"
+_NOTHING = r"[^\s\S]"
+_END = r"(?![\s\S])"
 
 
 # -- times ------------------------------------------------------------------------------
@@ -478,3 +496,92 @@ def compile_sql(q: Query) -> tuple[str, list[Any]]:
         sql += " LIMIT ?"
         params.append(q.limit)
     return sql, cte_params + params
+
+
+# -- MongoDB ----------------------------------------------------------------------------
+#: ``neighbours(direction, ids)``: the ids one hop away from *ids* — ``"children"``: the
+#: artifacts whose based_on holds one of *ids*; ``"parents"``: the union of the based_on
+#: lists of the artifacts *ids* (a parent need not be catalogued). Backends supply it.
+Neighbours = Callable[[str, list[str]], Iterable[str]]
+
+
+def walk_lineage(start: str, direction: str, depth: int, neighbours: Neighbours) -> set[str]:
+    """Every id reachable from *start* in 1..*depth* hops (breadth first, one query per
+    hop). Exactly the set the recursive CTEs of :func:`compile_sql` produce: a node reached
+    again (a cycle, impossible with time-ordered ids unless metadata was edited by hand)
+    is not expanded twice, and *start* itself is part of the result only if a cycle leads
+    back to it."""
+    found: set[str] = set()
+    expanded = {start}
+    frontier = [start]
+    for _ in range(depth):
+        hop = set(neighbours(direction, frontier))
+        found |= hop
+        frontier = sorted(hop - expanded)
+        if not frontier:
+            break
+        expanded.update(frontier)
+    return found
+
+
+def mongo_glob(pattern: str) -> Any:
+    """Match condition of one glob on a string (or array-of-strings) field."""
+    if not is_glob(pattern):
+        return pattern
+    return {"$regex": glob_to_regex(pattern)}
+
+
+def compile_mongo(q: Query, neighbours: Neighbours | None = None
+                  ) -> tuple[dict[str, Any], list[tuple[str, int]], int | None]:
+    """``(filter, sort, limit)`` over the document shape of
+    :mod:`elliptio.catalogue.mongo`, with exactly :func:`compile_sql`'s semantics.
+
+    Transitive lineage and ``ancestor_of`` need the data (the parents of an artifact are
+    in its document): pass *neighbours* (see :data:`Neighbours`); the walk happens here,
+    breadth first with ``$in``, and its result becomes an ``_id $in`` condition. ``limit``
+    is returned as given: ``0`` means no result (pymongo's ``limit(0)`` means no limit,
+    so callers must not pass 0 on).
+    """
+    conds: list[dict[str, Any]] = []
+    if q.ids:
+        conds.append({"_id": {"$in": list(q.ids)}})
+    if q.user is not None:
+        conds.append({"user": mongo_glob(q.user)})
+    if q.since is not None:
+        conds.append({"_id": {"$gte": id_floor(q.since)}})
+    if q.until is not None:
+        conds.append({"_id": {"$lt": id_floor(q.until)}})
+    if q.type is not None:
+        conds.append({"type": mongo_glob(q.type)})
+    for pattern in q.files:
+        conds.append({("file_paths" if "/" in pattern else "file_names"): mongo_glob(pattern)})
+    for pattern in q.tags:
+        conds.append({"tags": mongo_glob(pattern)})
+    for key, value in q.info:
+        conds.append({"info_kv": {"$elemMatch": {"k": key, "v": value}}})
+
+    def walk(start: str, direction: str, depth: int) -> list[str]:
+        if neighbours is None:
+            raise ValueError("compile_mongo: this query walks lineage; pass neighbours=")
+        return sorted(walk_lineage(start, direction, depth, neighbours))
+
+    if q.based_on is not None:
+        if q.transitive:
+            conds.append({"_id": {"$in": walk(q.based_on, "children", q.depth)}})
+        else:
+            conds.append({"based_on": q.based_on})
+    if q.ancestor_of is not None:
+        conds.append({"_id": {"$in": walk(q.ancestor_of, "parents",
+                                          q.depth if q.transitive else 1)}})
+    if q.text is not None:
+        conds.append({"text": {"$regex": re.escape(q.text)}})
+    if q.after is not None:
+        conds.append({"_id": {"$lt" if q.order == "newest" else "$gt": q.after}})
+    if not conds:
+        flt: dict[str, Any] = {}
+    elif len(conds) == 1:
+        flt = conds[0]
+    else:
+        flt = {"$and": conds}
+    sort = [("_id", -1 if q.order == "newest" else 1)]
+    return flt, sort, q.limit

@@ -130,6 +130,19 @@ class Catalogue(abc.ABC):
                 return
             q = q.next_page(page.next)
 
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        """Which of *ids* are catalogued (reindex skips them; fsck compares). Backends
+        answer from their id index without loading metadata."""
+        wanted = tuple(ids)
+        if not wanted:
+            return set()
+        return {md["id"] for md in self.find(Query(ids=wanted, limit=None))}
+
+    def all_ids(self) -> Iterator[str]:
+        """Every catalogued id, oldest first, fetched in pages."""
+        for md in self.iter_all(Query(order="oldest", limit=None)):
+            yield md["id"]
+
     @abc.abstractmethod
     def count(self, query: Query) -> int:
         """How many artifacts match (ignoring limit and cursor)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -227,6 +227,26 @@ class SQLiteCatalogue(Catalogue):
 
         sql, params = compile_sql(replace(query, limit=None, after=None))
         return self._rows(f"SELECT count(*) FROM ({sql})", params)[0][0]
+
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        wanted = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows = self._rows(
+                f"SELECT id FROM artifacts WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def all_ids(self) -> Iterator[str]:
+        after = ""
+        while True:
+            rows = self._rows("SELECT id FROM artifacts WHERE id > ? ORDER BY id LIMIT 5000",
+                              [after])
+            yield from (r[0] for r in rows)
+            if len(rows) < 5000:
+                return
+            after = rows[-1][0]
 
     def find_object(self, sha256: str, size: int) -> str | None:
         rows = self._rows(
