@@ -422,9 +422,14 @@ def lineage(ctx: click.Context, artifact_id: str, direction: str | None, depth: 
 
 @cli.command()
 @click.option("--since", help="Only artifacts created on or after this day (or 10d, ...).")
+@click.option("--to", "to_url", metavar="URL",
+              help="Fill this catalogue instead (e.g. mongodb://host/: the move to MongoDB).")
+@click.option("--full", is_flag=True,
+              help="Re-read and re-upsert artifacts already catalogued too.")
 @json_option
 @click.pass_context
-def reindex(ctx: click.Context, since: str | None, as_json: bool) -> None:
+def reindex(ctx: click.Context, since: str | None, to_url: str | None, full: bool,
+            as_json: bool) -> None:
     """Rebuild or refresh the catalogue from the store (idempotent, resumable)."""
     lake = _lake(ctx)
     count = [0]
@@ -436,14 +441,18 @@ def reindex(ctx: click.Context, since: str | None, as_json: bool) -> None:
             sys.stderr.write(f"\rreindexed {count[0]} artifact(s)")
             sys.stderr.flush()
 
-    report = indexer.reindex(lake, since=since, progress=progress)
+    if to_url:
+        report = indexer.migrate(lake, to_url, since=since, progress=progress, full=full)
+    else:
+        report = indexer.reindex(lake, since=since, progress=progress, full=full)
     if tty and count[0] >= 100:
         sys.stderr.write("\n")
     if as_json:
         _echo_json(dataclasses.asdict(report))
         return
     click.echo(f"reindexed {report.indexed} of {report.scanned} artifact(s) from "
-               f"{lake.store.url} into {lake.catalogue.url}")
+               f"{lake.store.url} into {report.catalogue}"
+               + (f" ({report.skipped} already there)" if report.skipped else ""))
     for key, why in report.malformed:
         click.echo(f"  skipped {key}: {why}", err=True)
     if report.malformed:

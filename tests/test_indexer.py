@@ -375,3 +375,25 @@ def test_lambda_handler_uses_the_configured_lake(lake_env, tmp_path):
 ])
 def test_store_key_of(store, bucket, key, want):
     assert indexer.store_key_of(store, bucket, key) == want
+
+
+def test_eio_reindex_to_moves_the_catalogue_in_one_command(lake, tmp_path):
+    """`eio reindex --to URL` (the migration) and `--full`, as a user runs them."""
+    import subprocess
+    import sys
+
+    synthetic(lake, 7)
+
+    def eio(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "elliptio", *args], text=True,
+                              capture_output=True, env=os.environ.copy(), timeout=60)
+
+    team = f"sqlite:///{tmp_path}/team.sqlite"
+    out = eio("reindex", "--to", team)
+    assert out.returncode == 0, out.stderr
+    assert f"reindexed 7 of 7 artifact(s) from {lake.store.url} into {team}" in out.stdout
+    again = json.loads(eio("reindex", "--to", team, "--json").stdout)
+    assert (again["indexed"], again["skipped"]) == (0, 7)
+    full = json.loads(eio("reindex", "--to", team, "--full", "--json").stdout)
+    assert (full["indexed"], full["skipped"]) == (7, 0)
+    assert lake.catalogue.count(Query()) == 0  # the configured catalogue was not touched

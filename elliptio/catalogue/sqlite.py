@@ -22,6 +22,8 @@ from .base import Catalogue, index_fields
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 10.0
+#: page cache per connection, KiB
+CACHE_KIB = 256 * 1024
 
 
 def create_tables(db: sqlite3.Connection) -> None:
@@ -121,6 +123,10 @@ class SQLiteCatalogue(Catalogue):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=OFF")
+            # the default 2 MB page cache thrashes on the secondary indexes of a large
+            # catalogue (bulk reindex slowed 4x by 250k artifacts); pages are allocated
+            # only as used
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             version = self._version(db)
             if version is None:
                 with db:
