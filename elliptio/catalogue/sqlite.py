@@ -229,10 +229,8 @@ class SQLiteCatalogue(Catalogue):
         return [json.loads(md) for _id, md in self._rows(sql, params)]
 
     def count(self, query: Query) -> int:
-        from dataclasses import replace
-
-        sql, params = compile_sql(replace(query, limit=None, after=None))
-        return self._rows(f"SELECT count(*) FROM ({sql})", params)[0][0]
+        sql, params = compile_sql(query, count=True)
+        return self._rows(sql, params)[0][0]
 
     def existing(self, ids: Iterable[str]) -> set[str]:
         wanted = list(ids)
