@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -149,7 +149,25 @@ def reindex(lake: Lake, *, since: Any = None, progress: Callable[[int], None] | 
     cat = catalogue or lake.catalogue
     report = ReindexReport(catalogue=cat.url)
     started = time.monotonic()
+
+    def finish(pending: list[tuple[str, Future[dict[str, Any] | IntegrityError]]],
+               scanned: int) -> None:
+        batch = []
+        for key, fut in pending:
+            result = fut.result()
+            if isinstance(result, IntegrityError):
+                report.malformed.append((key, str(result)))
+                log.warning("skipping %s: %s", key, result)
+            else:
+                batch.append(result)
+        if batch:
+            report.indexed += cat.upsert_many(batch)
+        if progress:
+            progress(scanned)
+
     with ThreadPoolExecutor(max(1, readers), thread_name_prefix="eio-reindex") as pool:
+        # one batch is read while the previous one is upserted
+        previous: tuple[list[tuple[str, Future[Any]]], int] | None = None
         for keys in _chunks(metadata_keys(lake, since), batch_size):
             report.scanned += len(keys)
             todo = keys
@@ -157,18 +175,12 @@ def reindex(lake: Lake, *, since: Any = None, progress: Callable[[int], None] | 
                 have = cat.existing(i for i in map(id_of_metadata_key, keys) if i)
                 todo = [k for k in keys if id_of_metadata_key(k) not in have]
                 report.skipped += len(keys) - len(todo)
-            batch = []
-            for key, result in zip(todo, pool.map(_read_or_error, [lake] * len(todo), todo),
-                                   strict=True):
-                if isinstance(result, IntegrityError):
-                    report.malformed.append((key, str(result)))
-                    log.warning("skipping %s: %s", key, result)
-                else:
-                    batch.append(result)
-            if batch:
-                report.indexed += cat.upsert_many(batch)
-            if progress:
-                progress(len(keys))
+            current = ([(k, pool.submit(_read_or_error, lake, k)) for k in todo], len(keys))
+            if previous is not None:
+                finish(*previous)
+            previous = current
+        if previous is not None:
+            finish(*previous)
     report.seconds = round(time.monotonic() - started, 3)
     log.info("reindexed %d of %d artifact(s) into %s in %.1fs (%d already there)",
              report.indexed, report.scanned, cat.url, report.seconds, report.skipped)
