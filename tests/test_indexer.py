@@ -22,7 +22,6 @@ from elliptio.query import Query
 from .catalogue_corpus import DAY, make_metadata
 
 
-
 def now_ms() -> int:
     import time
 
@@ -397,3 +396,62 @@ def test_eio_reindex_to_moves_the_catalogue_in_one_command(lake, tmp_path):
     full = json.loads(eio("reindex", "--to", team, "--full", "--json").stdout)
     assert (full["indexed"], full["skipped"]) == (7, 0)
     assert lake.catalogue.count(Query()) == 0  # the configured catalogue was not touched
+
+
+# -- the same against S3 on SeaweedFS ----------------------------------------------------------
+@pytest.fixture
+def s3_lake(request):
+    """A lake on S3 (SeaweedFS, from the S3 area's ``s3_lake_env`` fixture)."""
+    try:
+        request.getfixturevalue("s3_lake_env")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/fixtures/s3.py (the S3 area) provides no s3_lake_env fixture yet")
+    lk = Lake(Settings.load())
+    assert lk.store.url.startswith("s3://")
+    yield lk
+    lk.close()
+
+
+def _bucket_and_prefix(lake: Lake) -> tuple[str, str]:
+    from urllib.parse import urlparse
+
+    u = urlparse(lake.store.url)
+    prefix = u.path.strip("/")
+    return u.netloc, prefix + "/" if prefix else ""
+
+
+@pytest.mark.s3
+def test_lambda_handler_on_seaweedfs(s3_lake, fresh):
+    l2 = Lake(s3_lake.settings, store=s3_lake.store, catalogue=fresh)
+    bucket, prefix = _bucket_and_prefix(s3_lake)
+    good = synthetic(l2, 3)
+    odd = put_artifact(l2, make_metadata(user="a.b@corp", files=["a b+c.txt"]))
+    bad = f"{good[0]['prefix'].rsplit('/', 1)[0]}/{new_id()}"
+    l2.store.put_bytes(f"{bad}/.eio/metadata.yaml", b"files: [\n")
+    event = {"Records": [
+        s3_record(prefix + metadata_key(good[0]), bucket=bucket),
+        s3_record(prefix + metadata_key(good[1]), bucket=bucket,
+                  name="ObjectCreated:CompleteMultipartUpload"),
+        s3_record(prefix + metadata_key(odd), bucket=bucket),
+        s3_record(prefix + f"{bad}/.eio/metadata.yaml", bucket=bucket),
+        s3_record(prefix + good[2]["files"][0]["object"], bucket=bucket),  # a user file
+        s3_record(prefix + metadata_key(good[2]), bucket="another-bucket"),
+    ]}
+    out = indexer.lambda_handler(json.loads(json.dumps(event)), None, lake=l2)
+    assert sorted(out["indexed"]) == sorted([good[0]["id"], good[1]["id"], odd["id"]])
+    assert [m["key"] for m in out["malformed"]] == [prefix + f"{bad}/.eio/metadata.yaml"]
+    assert len(out["ignored"]) == 2 and out["failed"] == []
+    assert fresh.get(odd["id"]) == odd
+    assert sorted(indexer.lambda_handler(event, None, lake=l2)["indexed"]) == \
+        sorted(out["indexed"])
+
+
+@pytest.mark.s3
+def test_reindex_and_fsck_on_seaweedfs(s3_lake, fresh):
+    synth = synthetic(s3_lake, 25)
+    report = indexer.reindex(s3_lake, catalogue=fresh, batch_size=10)
+    assert (report.scanned, report.indexed) == (25, 25)
+    assert sorted(all_ids(fresh)) == sorted(m["id"] for m in synth)
+    assert indexer.reindex(s3_lake, catalogue=fresh).skipped == 25
+    check = indexer.fsck(s3_lake, catalogue=fresh, verify=True)
+    assert check.clean, check
