@@ -53,7 +53,7 @@ def metadata(rnd: random.Random, aid: str, users: list[str], tags: list[str],
         ext = rnd.choice(EXTS)
         path = rnd.choice(["", "data/", "out/"]) + f"part_{rnd.randrange(1000)}_{j}.{ext}"
         files.append({"path": path, "size": rnd.randrange(1 << 30),
-                      "sha256": "%064x" % rnd.getrandbits(256), "object": f"{prefix}/{path}"})
+                      "sha256": f"{rnd.getrandbits(256):064x}", "object": f"{prefix}/{path}"})
     return {
         "elliptio": 1, "id": aid, "user": user,
         "created": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -66,11 +66,11 @@ def metadata(rnd: random.Random, aid: str, users: list[str], tags: list[str],
         "based_on": parents,
         "files": files,
         "logs": {"pip_freeze": {"path": ".eio/logs/pip_freeze.txt", "size": 2048,
-                                "sha256": "%064x" % rnd.getrandbits(256),
+                                "sha256": f"{rnd.getrandbits(256):064x}",
                                 "object": f"{prefix}/.eio/logs/pip_freeze.txt"}},
         "provenance": {"host": f"worker-{rnd.randrange(40)}", "user": user,
                        "python": {"version": "3.11.7"}, "argv": ["train.py"],
-                       "git": {"present": True, "commit": "%040x" % rnd.getrandbits(160),
+                       "git": {"present": True, "commit": f"{rnd.getrandbits(160):040x}",
                                "branch": "main", "dirty": False}},
     }
 
