@@ -463,12 +463,17 @@ def reindex(ctx: click.Context, since: str | None, to_url: str | None, full: boo
 @click.option("--verify", is_flag=True, help="Re-read every object and check its sha256.")
 @click.option("--remove-orphans", is_flag=True,
               help="Remove what interrupted saves left (never a committed artifact).")
+@click.option("--orphan-min-age", type=click.FloatRange(0), default=0.0, show_default=True,
+              metavar="SECONDS", help="Only treat artifact directories older than this as "
+              "orphans (a save in progress looks like one until it commits).")
 @json_option
 @click.pass_context
-def fsck(ctx: click.Context, verify: bool, remove_orphans: bool, as_json: bool) -> None:
+def fsck(ctx: click.Context, verify: bool, remove_orphans: bool, orphan_min_age: float,
+         as_json: bool) -> None:
     """Compare store and catalogue: orphans, missing rows, size/sha256 mismatches."""
     lake = _lake(ctx)
-    report = indexer.fsck(lake, verify=verify, remove_orphans=remove_orphans)
+    report = indexer.fsck(lake, verify=verify, remove_orphans=remove_orphans,
+                          orphan_min_age=orphan_min_age)
     data = dataclasses.asdict(report)
     if as_json:
         _echo_json({**data, "clean": report.clean})

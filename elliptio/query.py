@@ -380,7 +380,9 @@ class Query:
 def _split_items(text: str) -> list[str]:
     if not isinstance(text, str):
         raise QueryError("query must be a string")
-    items, buf, in_q = [], [], False
+    items: list[str] = []
+    buf: list[str] = []
+    in_q = False
     for ch in text:
         if ch == '"':
             in_q = not in_q
