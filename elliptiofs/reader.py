@@ -1,0 +1,229 @@
+"""Ranged reads of store objects, with read-ahead for sequential readers.
+
+One :class:`Reader` serves every open file of the mount. Each open file is a
+:class:`Stream` over one store key (the object of the file: another artifact's key when the
+content was deduplicated). Reads are served like this:
+
+- A reader that jumps around, or has read little so far, gets exactly the range it asked
+  for (one ranged GET): ``cat`` of a 4 KiB file costs one small request, not a big part.
+- Once a stream has read sequentially for :data:`STREAM_AFTER` bytes, the object is
+  fetched in aligned parts of :data:`PART` bytes, several ahead of the reader in parallel
+  (the window doubles from one part up to :data:`MAX_AHEAD`), so the network stays busy
+  while the kernel consumes the current part.
+- Every part in memory is charged to one global :class:`Budget`. Parts ahead of the
+  reader are only fetched when the budget allows; the part a reader is waiting for is
+  always fetched (at most one per stream beyond the budget). This bounds the daemon's
+  memory however many files are open.
+
+Store calls run in worker threads (never on the trio thread); retries happen inside the
+store. A short object (fewer bytes than the catalogue recorded) is an
+:class:`~elliptio.errors.IntegrityError`: wrong bytes are never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from itertools import count
+
+import trio
+
+from elliptio.errors import IntegrityError, NotFound, StorageError
+from elliptio.store import Store
+
+log = logging.getLogger(__name__)
+
+PART = 8 << 20
+MAX_AHEAD = 4
+STREAM_AFTER = 1 << 20
+#: default global memory budget for parts in memory (bytes)
+DEFAULT_BUDGET = 256 << 20
+#: store requests in flight at once
+DEFAULT_IO_THREADS = 16
+
+
+class Budget:
+    """Bytes of part data in memory, across all streams. Trio-thread only (no locking:
+    take/give never await, so each is atomic under trio's scheduling)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+
+    def try_take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.take(n)
+        return True
+
+    def take(self, n: int) -> None:
+        self.used += n
+        self.peak = max(self.peak, self.used)
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+class _Part:
+    __slots__ = ("start", "length", "done", "data", "error", "charged", "dropped")
+
+    def __init__(self, start: int, length: int, charged: int) -> None:
+        self.start = start
+        self.length = length
+        self.done = trio.Event()
+        self.data: bytes | None = None
+        self.error: BaseException | None = None
+        self.charged = charged
+        self.dropped = False
+
+
+class Stream:
+    """One open file: its key, size, and the parts fetched ahead of its reader."""
+
+    __slots__ = ("key", "size", "next_off", "sequential", "ahead", "parts")
+
+    def __init__(self, key: str, size: int) -> None:
+        self.key = key
+        self.size = size
+        self.next_off = 0
+        self.sequential = 0  # bytes read in order since the last jump
+        self.ahead = 1  # parts fetched ahead of the reader (doubles up to MAX_AHEAD)
+        self.parts: dict[int, _Part] = {}
+
+
+class Reader:
+    """Serves reads of every open file. Needs a nursery for background part fetches."""
+
+    def __init__(self, store: Store | Callable[[], Store], nursery: trio.Nursery, *,
+                 budget: int = DEFAULT_BUDGET, io_threads: int = DEFAULT_IO_THREADS) -> None:
+        self._store = store
+        self._nursery = nursery
+        self.budget = Budget(budget)
+        self._limiter = trio.CapacityLimiter(io_threads)
+        self._streams: dict[int, Stream] = {}
+        self._fh = count(1)
+
+    @property
+    def store(self) -> Store:
+        s = self._store
+        return s if isinstance(s, Store) else s()
+
+    def open(self, key: str, size: int) -> int:
+        fh = next(self._fh)
+        self._streams[fh] = Stream(key, size)
+        return fh
+
+    def release(self, fh: int) -> None:
+        stream = self._streams.pop(fh, None)
+        if stream is not None:
+            for part in stream.parts.values():
+                self._drop(part)
+            stream.parts.clear()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+        stream = self._streams[fh]
+        if off >= stream.size or size <= 0:
+            return b""
+        size = min(size, stream.size - off)
+        if off == stream.next_off:
+            stream.sequential += size
+        else:
+            stream.sequential = size
+            stream.ahead = 1
+            self._drop_all(stream)
+        stream.next_off = off + size
+        if stream.sequential <= STREAM_AFTER and not self._covered(stream, off, size):
+            return await self._fetch_exact(stream.key, off, size)
+        return await self._read_parts(stream, off, size)
+
+    # -- parts ------------------------------------------------------------------------
+    def _covered(self, stream: Stream, off: int, size: int) -> bool:
+        return all(i in stream.parts for i in range(off // PART, (off + size - 1) // PART + 1))
+
+    async def _read_parts(self, stream: Stream, off: int, size: int) -> bytes | memoryview:
+        first, last = off // PART, (off + size - 1) // PART
+        # the parts the reader waits for, whatever the budget says
+        for i in range(first, last + 1):
+            if i not in stream.parts:
+                self._start_part(stream, i, force=True)
+        # parts before the reader are done with (it reads forward)
+        for i in [i for i in stream.parts if i < first]:
+            self._drop(stream.parts.pop(i))
+            stream.ahead = min(MAX_AHEAD, stream.ahead * 2)
+        last_part = (stream.size - 1) // PART
+        for i in range(last + 1, min(last + stream.ahead, last_part) + 1):
+            if i not in stream.parts and not self._start_part(stream, i, force=False):
+                break
+        chunks: list[memoryview] = []
+        for i in range(first, last + 1):
+            part = stream.parts.get(i)
+            if part is None:  # released while we waited
+                raise trio.ClosedResourceError("file closed during read")
+            await part.done.wait()
+            if part.error is not None:
+                stream.parts.pop(i, None)
+                self._drop(part)
+                raise part.error
+            assert part.data is not None
+            lo = max(off, part.start) - part.start
+            hi = min(off + size, part.start + part.length) - part.start
+            chunks.append(memoryview(part.data)[lo:hi])
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+    def _start_part(self, stream: Stream, index: int, *, force: bool) -> bool:
+        start = index * PART
+        length = min(PART, stream.size - start)
+        if force:
+            self.budget.take(length)
+        elif not self.budget.try_take(length):
+            return False
+        part = _Part(start, length, length)
+        stream.parts[index] = part
+        self._nursery.start_soon(self._fill, stream.key, part)
+        return True
+
+    async def _fill(self, key: str, part: _Part) -> None:
+        try:
+            part.data = await self._fetch_exact(key, part.start, part.length)
+        except Exception as exc:  # delivered to the reader, which maps it to EIO
+            part.error = exc
+        finally:
+            part.done.set()
+            if part.dropped:
+                self._release_charge(part)
+
+    def _drop(self, part: _Part) -> None:
+        part.dropped = True
+        if part.done.is_set():
+            self._release_charge(part)
+        # else: _fill releases the charge when the fetch returns
+
+    def _release_charge(self, part: _Part) -> None:
+        if part.charged:
+            self.budget.give(part.charged)
+            part.charged = 0
+        part.data = None
+
+    def _drop_all(self, stream: Stream) -> None:
+        for part in stream.parts.values():
+            self._drop(part)
+        stream.parts.clear()
+
+    async def _fetch_exact(self, key: str, off: int, length: int) -> bytes:
+        store = self.store
+        try:
+            data = await trio.to_thread.run_sync(store.read_range, key, off, length,
+                                                 limiter=self._limiter)
+        except NotFound as exc:
+            # the catalogue lists the file, so a missing object is a store failure (EIO)
+            raise StorageError(f"{key}: object missing from the store") from exc
+        if len(data) != length:
+            raise IntegrityError(f"{key}: the store returned {len(data)} bytes at offset "
+                                 f"{off}, the catalogue recorded more ({length} expected)")
+        return data

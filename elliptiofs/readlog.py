@@ -1,0 +1,203 @@
+"""Which reader scope read which artifact: lineage from reads through the mount.
+
+Every ``open()`` of an artifact's user file through the mount records (reader scope ->
+artifact id) here; the outbox turns the artifacts of the writing process's scope into the
+new artifact's ``based_on``. ``read()`` carries no caller and page-cache hits never reach
+the daemon, so ``open()`` (whose request context has pid and uid) is the place.
+
+A scope is a string, from :func:`scope_for`:
+
+- ``session`` (default): the reader's session (``getsid``), keyed with the session
+  leader's start time and the boot id, so a session id reused by the kernel later, or
+  after a reboot, is a new scope. Everything run from one login shell or one job script
+  shares a session.
+- ``pid``: the reading process alone (keyed with its start time and the boot id).
+- ``uid``: everything the user reads, ever (until pruned).
+
+The log is a small SQLite file in WAL mode at ``Settings.readlog`` (``ELLIPTIO_READLOG``;
+default beside the catalogue in the user data directory), shared by the daemon and
+``eio``. A record is committed before ``open()`` returns; ``synchronous=NORMAL`` keeps it
+across a crash of the daemon (not necessarily across a power loss).
+
+The API the outbox uses::
+
+    log = ReadLog(settings.readlog)
+    scope = scope_for(ctx.pid, ctx.uid, "session")
+    log.record(scope, artifact_id)          # idempotent
+    log.artifacts_for(scope)                # ids in first-read order
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from elliptio.errors import ConfigError, ElliptioError
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("session", "pid", "uid")
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0
+#: (scope, artifact) pairs remembered as written, so repeated opens skip the database
+RECENT = 65536
+
+
+class ReadLogError(ElliptioError):
+    """The read log cannot be opened or written."""
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    db.executescript(
+        f"""
+        CREATE TABLE IF NOT EXISTS reads (
+            scope    TEXT NOT NULL,     -- reader scope from scope_for(): session:/pid:/uid:...
+            artifact TEXT NOT NULL,     -- artifact id whose file was opened
+            first    REAL NOT NULL,     -- unix time of the first open in this scope
+            pid      INTEGER NOT NULL,  -- the process that opened it first (for people)
+            uid      INTEGER NOT NULL,  -- its uid
+            PRIMARY KEY (scope, artifact)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS reads_first ON reads(first);
+        CREATE TABLE IF NOT EXISTS schema (
+            version INTEGER NOT NULL    -- SCHEMA_VERSION of the code that created the file
+        );
+        INSERT INTO schema(version) SELECT {SCHEMA_VERSION}
+            WHERE NOT EXISTS (SELECT 1 FROM schema);
+        """
+    )
+
+
+# -- scopes ---------------------------------------------------------------------------------
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "noboot"
+
+
+_BOOT = _boot_id()
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of *pid* in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    rest = stat[stat.rfind(b")") + 2:].split()
+    return rest[19].decode() if len(rest) > 19 else None
+
+
+def scope_for(pid: int, uid: int, mode: str = "session") -> str:
+    """The reader scope of process *pid* (run by *uid*) under *mode* (session|pid|uid).
+
+    Falls back to the uid scope when the process cannot be seen (pid 0: a reader in
+    another pid namespace; or a process that is gone).
+    """
+    if mode not in SCOPES:
+        raise ConfigError(f"unknown read scope {mode!r}: use one of {', '.join(SCOPES)}")
+    if mode == "uid" or pid <= 0:
+        return f"uid:{uid}"
+    if mode == "pid":
+        start = _start_time(pid)
+        return f"pid:{_BOOT}:{pid}:{start}" if start else f"uid:{uid}"
+    try:
+        sid = os.getsid(pid)
+    except OSError:
+        return f"uid:{uid}"
+    # The session id is the leader's pid; the kernel does not hand it out again while any
+    # member lives, but may after. The leader's start time tells two sessions apart; a
+    # session whose leader has exited keeps "gone" (its members still agree on it).
+    start = _start_time(sid) or "gone"
+    return f"session:{_BOOT}:{sid}:{start}"
+
+
+# -- the log ---------------------------------------------------------------------------------
+class ReadLog:
+    """The durable (scope -> artifact) record. Safe to use from several threads."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._db()  # open now: an unusable path is reported at start
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            has = db.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                             "AND name='schema'").fetchone()
+            if has is None:
+                create_tables(db)  # idempotent: two processes may race to create it
+            else:
+                (version,) = db.execute("SELECT version FROM schema").fetchone()
+                if version != SCHEMA_VERSION:
+                    raise ReadLogError(f"read log {self.path} has schema version {version}, "
+                                       f"this ElliptIO needs {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise ReadLogError(f"cannot open read log {self.path}: {exc.strerror}") from exc
+        self._local.db = db
+        return db
+
+    def record(self, scope: str, artifact_id: str, *, pid: int = 0, uid: int = 0) -> None:
+        """Record that *scope* read *artifact_id*. Idempotent; committed on return."""
+        key = (scope, artifact_id)
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return
+        try:
+            self._db().execute(
+                "INSERT OR IGNORE INTO reads(scope, artifact, first, pid, uid) "
+                "VALUES (?,?,?,?,?)", (scope, artifact_id, time.time(), pid, uid))
+        except sqlite3.Error as exc:
+            raise ReadLogError(f"cannot write read log {self.path}: {exc}") from exc
+        with self._lock:
+            self._recent[key] = None
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+
+    def artifacts_for(self, scope: str) -> list[str]:
+        """Artifact ids read in *scope*, in the order they were first read."""
+        try:
+            rows = self._db().execute(
+                "SELECT artifact FROM reads WHERE scope = ? ORDER BY first, artifact",
+                (scope,)).fetchall()
+        except sqlite3.Error as exc:
+            raise ReadLogError(f"cannot read read log {self.path}: {exc}") from exc
+        return [r[0] for r in rows]
+
+    def scopes(self) -> list[str]:
+        """Every scope with records (for ``eio`` and people)."""
+        rows = self._db().execute("SELECT DISTINCT scope FROM reads ORDER BY scope").fetchall()
+        return [r[0] for r in rows]
+
+    def prune(self, older_than: float) -> int:
+        """Drop records first made more than *older_than* seconds ago; return how many."""
+        cur = self._db().execute("DELETE FROM reads WHERE first < ?",
+                                 (time.time() - older_than,))
+        with self._lock:
+            self._recent.clear()
+        return cur.rowcount
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None

@@ -1,0 +1,218 @@
+"""The mount, for real: the daemon as a subprocess, real programs against it.
+
+Few tests, each doing a lot: populating a lake and mounting costs about a second. Every
+mount is unmounted with fusermount3 and the daemon must exit 0 (tests/fixtures/fuse.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from elliptio import Lake, Settings
+from elliptiofs.readlog import ReadLog, scope_for
+
+pytestmark = pytest.mark.fuse
+
+
+def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, cwd=cwd, text=True, capture_output=True, timeout=60)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr}"
+    return res
+
+
+@pytest.fixture
+def populated(store_env: dict[str, str], tmp_path: Path) -> dict[str, object]:
+    """andy's dataset (csv, a sub-directory, a 3 MB binary), brenda's model based on it."""
+    work = tmp_path / "work"
+    (work / "data/raw").mkdir(parents=True)
+    (work / "train.csv").write_text("a,b\n1,2\n3,4\n")
+    (work / "data/raw/x.txt").write_text("hello\n")
+    big = os.urandom(3_000_000)
+    (work / "data/big.bin").write_bytes(big)
+    lake = Lake(Settings.load())
+    andy = lake.save([str(work / "train.csv"), str(work / "data")],
+                     info={"type": "dataset_list", "stratification": "new-cool-method"},
+                     tags=["dataset", "x*y"], based_on=[])
+    brenda_settings = Settings.load(user="brenda")
+    brenda = Lake(brenda_settings).save([str(work / "train.csv")], info={"type": "model"},
+                                        based_on=[andy.id])
+    lake.close()
+    return {"andy": andy, "brenda": brenda, "big": big, "work": work}
+
+
+def test_real_programs_read_the_tree(populated, lake_mount, tmp_path):
+    m = lake_mount()
+    root = m.path
+    andy, brenda = populated["andy"], populated["brenda"]
+    art = root / "artifacts" / andy.id
+
+    # ls -lR and find walk everything once: entries outside artifacts/ are symlinks
+    run("ls", "-lR", str(root))
+    files = run("find", str(root), "-type", "f").stdout.split()
+    expected = {f"artifacts/{andy.id}/{p}" for p in
+                ("train.csv", "data/raw/x.txt", "data/big.bin", ".eio/metadata.yaml")}
+    rel = {os.path.relpath(f, root) for f in files}
+    assert expected <= rel
+    assert all(r.startswith("artifacts/") for r in rel)
+    links = run("find", str(root), "-type", "l").stdout.split()
+    assert str(root / "by-user/andy" / andy.id) in links
+
+    # stat: real sizes, mtime = created, read-only modes
+    st = os.stat(art / "data/big.bin")
+    assert st.st_size == 3_000_000 and st.st_mode & 0o777 == 0o444
+    assert abs(st.st_mtime - andy.created.timestamp()) < 0.002
+    assert os.readlink(root / "by-user/andy" / andy.id) == f"../../artifacts/{andy.id}"
+    assert os.readlink(root / "by-date" / andy.created.strftime("%Y/%m/%d") / andy.id) \
+        == f"../../../../artifacts/{andy.id}"
+
+    # contents, through cat, sha256sum, cp -r, rsync -a, tar
+    assert run("cat", str(root / "by-user/andy" / andy.id / "train.csv")).stdout == \
+        "a,b\n1,2\n3,4\n"
+    sums = run("sha256sum", str(art / "data/big.bin")).stdout.split()[0]
+    assert sums == hashlib.sha256(populated["big"]).hexdigest()
+    run("cp", "-r", str(art), str(tmp_path / "copy"))
+    assert (tmp_path / "copy/data/big.bin").read_bytes() == populated["big"]
+    run("rsync", "-a", f"{art}/", str(tmp_path / "rsynced"))
+    assert (tmp_path / "rsynced/data/raw/x.txt").read_text() == "hello\n"
+    listing = subprocess.run(f"tar c -C {root}/artifacts {andy.id} | tar t", shell=True,
+                             text=True, capture_output=True, check=True).stdout.split()
+    assert f"{andy.id}/data/big.bin" in listing
+    assert (tmp_path / "copy/.eio/metadata.yaml").read_text().startswith("elliptio: 1")
+
+    # extended attributes
+    xattrs = run("getfattr", "-d", str(art / "train.csv")).stdout
+    sha = hashlib.sha256(b"a,b\n1,2\n3,4\n").hexdigest()
+    for line in (f'user.eio.id="{andy.id}"', 'user.eio.user="andy"',
+                 f'user.eio.sha256="{sha}"', "user.eio.created=", "user.eio.url="):
+        assert line in xattrs
+
+    # pandas, any program: reads through the mount
+    code = f"import pandas; print(int(pandas.read_csv({str(art / 'train.csv')!r})['b'].sum()))"
+    assert run(sys.executable, "-c", code).stdout.strip() == "6"
+
+    # the query directories
+    assert os.listdir(root / "based-on" / andy.id) == [brenda.id]
+    assert os.listdir(root / "by-tag/x*y") == [andy.id]
+    assert sorted(os.listdir(root / "by-user")) == ["andy", "brenda"]
+    q = "user=andy,file=*.csv,tag=*data*"
+    assert os.listdir(root / "search" / q) == [andy.id]
+    assert sorted(os.listdir(root / "search/file=train.csv")) == sorted([andy.id, brenda.id])
+    assert os.listdir(root / "outbox") == []
+
+
+def _errno(fn, *args) -> int:
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno
+    raise AssertionError(f"{fn.__name__}{args} did not fail")
+
+
+def test_errnos_and_failures_keep_the_daemon_serving(populated, lake_mount, store_env):
+    m = lake_mount()
+    root = m.path
+    andy = populated["andy"]
+    f = root / "artifacts" / andy.id / "train.csv"
+    EROFS, ENOENT, EINVAL = errno.EROFS, errno.ENOENT, errno.EINVAL
+    assert _errno(os.open, str(f), os.O_WRONLY) == EROFS
+    assert _errno(os.open, str(f.parent / "new"), os.O_WRONLY | os.O_CREAT) == EROFS
+    assert _errno(os.rename, str(f), str(f.parent / "moved")) == EROFS
+    assert _errno(os.unlink, str(f)) == EROFS
+    assert _errno(os.chmod, str(f), 0o777) == EROFS
+    assert _errno(os.mkdir, str(root / "by-user/new")) == EROFS
+    assert _errno(os.rmdir, str(root / "by-user/andy")) == EROFS
+    assert _errno(os.setxattr, str(f), "user.x", b"1") == EROFS
+    assert _errno(os.open, str(root / "outbox/f"), os.O_WRONLY | os.O_CREAT) == EROFS
+    unknown = "0" * 26
+    assert _errno(os.stat, str(root / "artifacts" / unknown)) == ENOENT
+    assert _errno(os.stat, str(root / "based-on" / unknown)) == ENOENT
+    assert _errno(os.stat, str(root / "by-user/nobody")) == ENOENT
+    assert _errno(os.stat, str(root / "by-user/andy" / populated["brenda"].id)) == ENOENT
+    assert _errno(os.listdir, str(root / "search/user=andy,bogus=1")) == EINVAL
+    assert _errno(os.listdir, str(root / "search/no-equals-sign")) == EINVAL
+    deadline = time.monotonic() + 5
+    while "malformed search query: unknown query key 'bogus'" not in m.log_text():
+        assert time.monotonic() < deadline, m.log_text()
+        time.sleep(0.05)
+
+    if store_env["ELLIPTIO_STORE"].startswith("file://"):
+        # an object lost from the store after start: EIO for that file, the rest serves on
+        store_root = Path(store_env["ELLIPTIO_STORE"][len("file://"):])
+        obj = store_root / andy.files["data/raw/x.txt"].object
+        obj.parent.chmod(0o755)
+        obj.unlink()
+        assert _errno(Path.read_bytes, root / "artifacts" / andy.id / "data/raw/x.txt") \
+            == errno.EIO
+        assert f.read_text() == "a,b\n1,2\n3,4\n"
+    assert m.proc.poll() is None
+
+
+def test_sigterm_unmounts_cleanly(populated, lake_mount):
+    m = lake_mount()
+    assert sorted(os.listdir(m.path / "by-user")) == ["andy", "brenda"]
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=15) == 0
+    m.unmounted = True
+    assert not os.path.ismount(m.path)
+    assert "SIGTERM: unmounting" in m.log_text()
+
+
+def test_readlog_records_the_readers_session(populated, lake_mount):
+    m = lake_mount()
+    andy = populated["andy"]
+    f = m.path / "by-user/andy" / andy.id / "data/raw/x.txt"
+    # a new session whose leader stays alive while we look its scope up
+    reader = subprocess.Popen(["sh", "-c", f"cat '{f}' > /dev/null && echo done && sleep 30"],
+                              start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "done"
+        log = ReadLog(m.env["ELLIPTIO_READLOG"])
+        assert log.artifacts_for(scope_for(reader.pid, os.getuid(), "session")) == [andy.id]
+        # our own session read nothing
+        assert log.artifacts_for(scope_for(os.getpid(), os.getuid(), "session")) == []
+        log.close()
+    finally:
+        reader.kill()  # by pid: our child
+        reader.wait()
+        assert reader.stdout is not None
+        reader.stdout.close()
+
+
+def test_daemon_mode_and_start_errors(populated, store_env, tmp_path):
+    env = {k: v for k, v in os.environ.items()}
+    mnt = tmp_path / "bg"
+    mnt.mkdir()
+    cmd = [sys.executable, "-m", "elliptiofs.cli"]
+    bad = subprocess.run([*cmd, str(tmp_path / "missing")], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 11
+    assert bad.stderr.strip() == f"elliptiofs: mountpoint {tmp_path / 'missing'} does not exist"
+    bad = subprocess.run([*cmd, str(mnt)], capture_output=True, text=True, timeout=30,
+                         env={**env, "ELLIPTIO_CATALOGUE": "nosuch://x"})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert not os.path.ismount(mnt)
+
+    res = subprocess.run([*cmd, str(mnt), "--log", str(tmp_path / "bg.log")], env=env,
+                         capture_output=True, text=True, timeout=30)
+    try:
+        assert res.returncode == 0, res.stderr
+        assert os.path.ismount(mnt)
+        mounts = Path("/proc/mounts").read_text()
+        assert f"elliptiofs {mnt} fuse.elliptiofs " in mounts
+        assert sorted(os.listdir(mnt / "by-user")) == ["andy", "brenda"]
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    deadline = time.monotonic() + 10
+    while "unmounting" not in (tmp_path / "bg.log").read_text():
+        assert time.monotonic() < deadline, (tmp_path / "bg.log").read_text()
+        time.sleep(0.05)
+    assert not os.path.ismount(mnt)
