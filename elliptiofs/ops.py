@@ -410,6 +410,10 @@ class Operations(pyfuse3.Operations):
         key = os.fsdecode(name)
         if node.in_outbox and self.outbox is not None:
             value = self.outbox.getxattr(node, key)
+        elif not key.startswith("user.eio."):
+            # `ls -l` probes security.selinux and the POSIX ACLs of every entry: answer
+            # before building anything (this is most of a cold `ls -l`)
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         else:
             value = self.tree.xattrs(node).get(key)
         if value is None:

@@ -1,0 +1,405 @@
+"""elliptiofs against its peers on the same SeaweedFS and the same objects.
+
+    python bench/bench_fuse.py [--quick] [--keep DIR]
+
+Starts SeaweedFS (``weed mini``), writes the objects once, then mounts, side by side,
+elliptiofs, s3fs-fuse and ``rclone mount --vfs-cache-mode off`` on the same bucket, and
+measures (one run each, like the issue's table):
+
+- cold sequential read of one large file (1 GiB; 256 MiB with --quick), and a second read;
+  boto3 ``get_object`` single stream as the reference;
+- ``ls -l`` of a 1,000-entry virtual directory (elliptiofs: by-user/<u>/, 1,000 artifacts
+  whose files reference 1,000 objects of one prefix) against ``ls -l`` of those 1,000
+  objects (s3fs, rclone);
+- ``cat`` of the 1,000 small (4 KiB) files;
+- daemon RSS after ``ls -lR by-user/`` over 100,000 artifacts (catalogue rows generated
+  straight into SQLite; a tiny local store; 10,000 with --quick).
+
+Every process it starts (SeaweedFS, the mounts) is stopped by pid; every mount is
+unmounted, also on failure. Ratios against the issue's targets are printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+BUCKET = "eiobench"
+SMALL = 1000
+SMALL_SIZE = 4096
+ACCESS, SECRET = "benchkey", "benchsecret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- processes we start, stopped by pid ------------------------------------------------------
+class Procs:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.mounts: list[Path] = []
+
+    def start(self, cmd: list[str], log: Path, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        out = open(log, "wb")
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        out.close()
+        self.procs.append(p)
+        return p
+
+    def mount(self, cmd: list[str], mnt: Path, log: Path, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        mnt.mkdir(parents=True, exist_ok=True)
+        p = self.start(cmd, log, env)
+        self.mounts.append(mnt)
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mnt):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} did not mount: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        return p
+
+    def unmount(self, mnt: Path, p: subprocess.Popen[bytes]) -> None:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+        with contextlib.suppress(ValueError):
+            self.mounts.remove(mnt)
+        self.stop(p)
+
+    def stop(self, p: subprocess.Popen[bytes]) -> None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        with contextlib.suppress(ValueError):
+            self.procs.remove(p)
+
+    def close(self) -> None:
+        for mnt in list(self.mounts):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+        for p in reversed(list(self.procs)):
+            self.stop(p)
+
+
+def start_seaweedfs(procs: Procs, root: Path) -> str:
+    """A SeaweedFS with an S3 endpoint (auth off); returns the endpoint URL."""
+    with contextlib.suppress(ImportError):
+        from tests.fixtures.s3 import start_seaweedfs as shared  # the S3 area's helper
+
+        return str(shared(procs, root))  # type: ignore[call-arg]
+    data = root / "weed"
+    data.mkdir()
+    s3 = free_port()
+    cmd = ["weed", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+           f"-master.port={free_port()}", f"-volume.port={free_port()}",
+           f"-filer.port={free_port()}", f"-s3.port={s3}", f"-admin.port={free_port()}",
+           "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    procs.start(cmd, root / "weed.log")
+    endpoint = f"http://127.0.0.1:{s3}"
+    import boto3
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            s3c = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                               aws_access_key_id=ACCESS, aws_secret_access_key=SECRET)
+            s3c.create_bucket(Bucket=BUCKET)
+            return endpoint
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+# -- the objects and the catalogue ----------------------------------------------------------
+def fake_md(aid: str, user: str, files: list[dict[str, Any]], prefix: str,
+            tags: list[str] | None = None) -> dict[str, Any]:
+    from elliptio.ids import id_time
+
+    created = id_time(aid).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"elliptio": 1, "id": aid, "user": user, "created": created, "prefix": prefix,
+            "info": {"type": "bench"}, "tags": tags or [], "based_on": [], "files": files,
+            "logs": {}, "provenance": {}}
+
+
+def populate(s3c: Any, store_root: Path | None, catalogue_url: str, big_size: int
+             ) -> dict[str, Any]:
+    """Objects: big/big.bin and small/NNNN.bin; artifacts: one per object (user bench for
+    the small ones), their files referencing those objects (as dedup does)."""
+    from elliptio.catalogue import open_catalogue
+    from elliptio.ids import new_id
+
+    def put(key: str, data: bytes) -> None:
+        if store_root is not None:
+            p = store_root / key
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        s3c.put_object(Bucket=BUCKET, Key=key, Body=data)
+
+    small = [os.urandom(SMALL_SIZE) for _ in range(SMALL)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: put(f"small/{i:04d}.bin", small[i]), range(SMALL)))
+    big_path = Path(tempfile.mkstemp(prefix="eiobench-big-")[1])
+    with open(big_path, "wb") as f:
+        for _ in range(big_size >> 24):
+            f.write(os.urandom(1 << 24))
+    h = hashlib.sha256()
+    with open(big_path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    from boto3.s3.transfer import TransferConfig
+
+    s3c.upload_file(str(big_path), BUCKET, "big/big.bin",
+                    Config=TransferConfig(multipart_chunksize=64 << 20))
+    if store_root is not None:
+        (store_root / "big").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(big_path, store_root / "big/big.bin")
+    big_path.unlink()
+    cat = open_catalogue(catalogue_url)
+    mds = []
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    for i in range(SMALL):
+        aid = new_id(int((t0 + timedelta(seconds=i)).timestamp() * 1000))
+        mds.append(fake_md(aid, "bench", [{
+            "path": "f.bin", "size": SMALL_SIZE,
+            "sha256": hashlib.sha256(small[i]).hexdigest(), "object": f"small/{i:04d}.bin"}],
+            f"2025/01/01/bench/{aid}"))
+    big_id = new_id()
+    mds.append(fake_md(big_id, "bigbench", [{"path": "big.bin", "size": big_size,
+                                              "sha256": h.hexdigest(),
+                                              "object": "big/big.bin"}],
+                       f"x/bigbench/{big_id}"))
+    cat.upsert_many(mds)
+    cat.close()
+    return {"small_ids": [m["id"] for m in mds[:SMALL]], "big_id": big_id}
+
+
+def generate_catalogue(url: str, n: int, users: int = 100) -> None:
+    """*n* artifacts of *users* users, rows written straight into the SQLite catalogue."""
+    from elliptio.catalogue import open_catalogue
+    from elliptio.ids import new_id
+
+    cat = open_catalogue(url)
+    t0 = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    batch = []
+    for i in range(n):
+        aid = new_id(t0 + i * 60_000)
+        user = f"user{i % users:03d}"
+        batch.append(fake_md(aid, user, [{"path": "data.csv", "size": 100, "sha256": "0" * 64,
+                                          "object": "tiny/data.csv"}],
+                             f"2024/01/01/{user}/{aid}", tags=[f"tag{i % 50}"]))
+        if len(batch) == 5000:
+            cat.upsert_many(batch)
+            batch = []
+    if batch:
+        cat.upsert_many(batch)
+    cat.close()
+
+
+# -- measuring --------------------------------------------------------------------------------
+def timed(cmd: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+    return time.perf_counter() - t
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    vals = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
+            if line.startswith(("VmRSS", "VmHWM"))}
+    return vals["VmRSS"], vals["VmHWM"]
+
+
+def daemon_pid(p: subprocess.Popen[bytes]) -> int:
+    return p.pid
+
+
+@contextlib.contextmanager
+def mounted(procs: Procs, kind: str, mnt: Path, root: Path, endpoint: str,
+            env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    log = root / f"{mnt.name}.log"
+    if kind == "elliptiofs":
+        p = procs.mount([sys.executable, "-m", "elliptiofs.cli", str(mnt), "--foreground"],
+                        mnt, log, env)
+    elif kind == "s3fs":
+        pw = root / "s3fs.passwd"
+        pw.write_text(f"{ACCESS}:{SECRET}\n")
+        pw.chmod(0o600)
+        p = procs.mount(["s3fs", BUCKET, str(mnt), "-f", "-o", f"url={endpoint}",
+                         "-o", "use_path_request_style", "-o", f"passwd_file={pw}",
+                         "-o", "endpoint=us-east-1"], mnt, log)
+    elif kind == "rclone":
+        renv = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},
+                "RCLONE_CONFIG_EIO_TYPE": "s3",
+                "RCLONE_CONFIG_EIO_PROVIDER": "Other",
+                "RCLONE_CONFIG_EIO_ENDPOINT": endpoint,
+                "RCLONE_CONFIG_EIO_ACCESS_KEY_ID": ACCESS,
+                "RCLONE_CONFIG_EIO_SECRET_ACCESS_KEY": SECRET}
+        p = procs.mount(["rclone", "mount", f"eio:{BUCKET}", str(mnt),
+                         "--vfs-cache-mode", "off"], mnt, log, renv)
+    else:
+        raise ValueError(kind)
+    try:
+        yield p
+    finally:
+        procs.unmount(mnt, p)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="256 MiB file, 10,000 artifacts")
+    ap.add_argument("--keep", help="work directory to keep (default: a temp dir, removed)")
+    args = ap.parse_args()
+    big_size = (256 if args.quick else 1024) << 20
+    n_rss = 10_000 if args.quick else 100_000
+    root = Path(args.keep or tempfile.mkdtemp(prefix="eiobench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    procs = Procs()
+    results: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    try:
+        import boto3
+
+        endpoint = start_seaweedfs(procs, root)
+        s3c = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id=ACCESS, aws_secret_access_key=SECRET)
+        try:
+            from elliptio.store.s3 import S3Store  # noqa: F401
+
+            store_url, store_root = f"s3://{BUCKET}", None
+        except ImportError:
+            store_root = root / "localstore"
+            store_url = f"file://{store_root}"
+            notes.append("elliptio.store.s3 is not available yet: elliptiofs read the same "
+                         "bytes from a local store (its rows are NOT an S3 comparison)")
+        catalogue = f"sqlite:///{root}/catalogue.sqlite"
+        t = time.perf_counter()
+        ids = populate(s3c, store_root, catalogue, big_size)
+        print(f"populated in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ELLIPTIO_")}
+        env.update({"ELLIPTIO_STORE": store_url, "ELLIPTIO_CATALOGUE": catalogue,
+                    "ELLIPTIO_READLOG": str(root / "readlog.sqlite"),
+                    "ELLIPTIO_ALLOW_UNLOCKED": "1", "AWS_ENDPOINT_URL": endpoint,
+                    "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
+                    "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(root)})
+
+        t = time.perf_counter()
+        body = s3c.get_object(Bucket=BUCKET, Key="big/big.bin")["Body"]
+        n = 0
+        while chunk := body.read(8 << 20):
+            n += len(chunk)
+        results["boto3"] = {"cold": time.perf_counter() - t}
+        assert n == big_size
+
+        for kind in ("elliptiofs", "s3fs", "rclone"):
+            mnt = root / f"mnt-{kind}"
+            with mounted(procs, kind, mnt, root, endpoint, env):
+                if kind == "elliptiofs":
+                    big = mnt / "artifacts" / ids["big_id"] / "big.bin"
+                    listing = mnt / "by-user/bench"
+                    smalls = " ".join(str(mnt / "artifacts" / i / "f.bin")
+                                      for i in ids["small_ids"])
+                else:
+                    big = mnt / "big/big.bin"
+                    listing = mnt / "small"
+                    smalls = " ".join(str(mnt / f"small/{i:04d}.bin") for i in range(SMALL))
+                r = results[kind] = {}
+                r["ls"] = timed(f"ls -l {listing}")
+                r["ls2"] = timed(f"ls -l {listing}")
+                r["cat"] = timed(f"cat {smalls}")
+                r["cold"] = timed(f"cat {big}")
+                r["second"] = timed(f"cat {big}")
+                print(f"{kind}: {r}", file=sys.stderr)
+
+        # RSS over a large catalogue (tiny store: listing needs no bytes)
+        big_cat = f"sqlite:///{root}/catalogue-{n_rss}.sqlite"
+        t = time.perf_counter()
+        generate_catalogue(big_cat, n_rss)
+        print(f"{n_rss} rows in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+        tiny = root / "tinystore"
+        tiny.mkdir()
+        env_rss = {**env, "ELLIPTIO_STORE": f"file://{tiny}", "ELLIPTIO_CATALOGUE": big_cat}
+        mnt = root / "mnt-rss"
+        with mounted(procs, "elliptiofs", mnt, root, endpoint, env_rss) as p:
+            before = rss_kib(p.pid)[0]
+            dt = timed(f"ls -lR {mnt}/by-user")
+            rss, hwm = rss_kib(p.pid)
+        results["rss"] = {"n": n_rss, "before_mib": before / 1024, "after_mib": rss / 1024,
+                          "peak_mib": hwm / 1024, "ls_lR_s": dt}
+    finally:
+        procs.close()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    report(results, big_size, notes)
+    return 0
+
+
+def report(r: dict[str, dict[str, float]], big_size: int, notes: list[str]) -> None:
+    mb = big_size / 1e6
+    print(f"\n| | cold {big_size >> 20} MiB read | second read | ls -l 1,000 | "
+          f"cat 1,000 x 4 KiB |")
+    print("|---|---|---|---|---|")
+    for k in ("boto3", "elliptiofs", "s3fs", "rclone"):
+        if k not in r:
+            continue
+        v = r[k]
+        cells = [f"{v['cold']:.2f} s ({mb / v['cold']:.0f} MB/s)"]
+        if k != "boto3":
+            cells += [f"{v['second']:.2f} s", f"{v['ls']:.3f} s (again {v['ls2']:.3f})",
+                      f"{v['cat']:.2f} s"]
+        else:
+            cells += ["", "", ""]
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    if "rss" in r:
+        x = r["rss"]
+        print(f"\ndaemon RSS after `ls -lR by-user/` over {int(x['n']):,} artifacts: "
+              f"{x['after_mib']:.0f} MiB (peak {x['peak_mib']:.0f}, at start "
+              f"{x['before_mib']:.0f}); ls -lR took {x['ls_lR_s']:.1f} s")
+    e, s, b = r.get("elliptiofs"), r.get("s3fs"), r.get("boto3")
+    if e and s and b:
+        checks = [
+            ("cold read >= 0.8x boto3", b["cold"] / e["cold"], 0.8, True),
+            ("cold read >= 2x s3fs", s["cold"] / e["cold"], 2.0, True),
+            ("second read >= 5x faster than first", e["cold"] / e["second"], 5.0, True),
+            ("ls -l <= 0.1x s3fs", e["ls"] / s["ls"], 0.1, False),
+            ("cat 1,000 <= 0.25x s3fs", e["cat"] / s["cat"], 0.25, False),
+        ]
+        print("\n| target | ratio | met |\n|---|---|---|")
+        for name, ratio, target, higher in checks:
+            ok = ratio >= target if higher else ratio <= target
+            print(f"| {name} | {ratio:.2f} | {'yes' if ok else 'NO'} |")
+        if "rss" in r:
+            ok = r["rss"]["after_mib"] < 150
+            print(f"| RSS < 150 MiB | {r['rss']['after_mib']:.0f} MiB | "
+                  f"{'yes' if ok else 'NO'} |")
+    for n in notes:
+        print(f"\nnote: {n}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
