@@ -62,8 +62,14 @@ class Settings:
     mongo_collection: str = "artifacts"
     # where the FUSE daemon records reads (ELLIPTIO_READLOG); eio reads the same file
     readlog: str = ""
-    # the outbox's spool directory (ELLIPTIO_SPOOL)
+    # the outbox's spool directory (ELLIPTIO_SPOOL): staged bytes and the outbox journal
     spool: str = ""
+    #: seconds an outbox entry must be closed and unchanged before it commits
+    #: (ELLIPTIO_OUTBOX_QUIET)
+    outbox_quiet: float = 2.0
+    #: seconds before a failed outbox commit is retried, doubling up to 10 minutes
+    #: (ELLIPTIO_OUTBOX_RETRY)
+    outbox_retry: float = 10.0
     #: largest accepted serialised ``info`` (ELLIPTIO_MAX_INFO_BYTES)
     max_info_bytes: int = 1 << 20
     source: dict[str, str] = field(default_factory=dict, compare=False)
@@ -109,6 +115,15 @@ class Settings:
                     out[key] = int(out[key])
                 except (TypeError, ValueError):
                     raise ConfigError(f"{key} must be an integer, got {out[key]!r}") from None
+        for key in ("outbox_quiet", "outbox_retry"):
+            if key in out:
+                try:
+                    out[key] = float(out[key])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{key} must be a number of seconds, got "
+                                      f"{out[key]!r}") from None
+                if not 0 <= out[key] < 86400:
+                    raise ConfigError(f"{key} must be between 0 and 86400 seconds")
         if "allow_unlocked" in out and isinstance(out["allow_unlocked"], str):
             out["allow_unlocked"] = out["allow_unlocked"].lower() in ("1", "true", "yes", "on")
         if "lock_mode" in out:

@@ -64,7 +64,8 @@ class StartError(Exception):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="elliptiofs",
-        description="Mount the ElliptIO lake read-only, with virtual query directories.")
+        description="Mount the ElliptIO lake: read-only artifacts and query directories, "
+                    "and outbox/, where what is copied in is saved as new artifacts.")
     p.add_argument("mountpoint", help="an empty directory to mount the lake on")
     p.add_argument("-f", "--foreground", action="store_true",
                    help="stay in the foreground (systemd, debugging); log to stderr")
@@ -214,6 +215,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
     from elliptio.catalogue import sqlite as sqlite_catalogue
 
     from .ops import Operations
+    from .outbox import Outbox
     from .reader import Reader
     from .readlog import ReadLog, ReadLogError
     from .tree import Tree
@@ -228,11 +230,15 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         except ReadLogError as exc:
             raise StartError(str(exc), EXIT_CONFIG) from None
         stack.callback(readlog.close)
+        # the spool is locked and its journal read (crash recovery) before mounting
+        outbox = Outbox(lake, readlog, settings, scope=args.scope)
+        stack.callback(outbox.close)  # after the nursery: a commit under way finishes
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)  # LIFO: runs before the nursery waits
         reader = Reader(lake.store, nursery, budget=args.cache_mb << 20)
         ops = Operations(Tree(lake), reader, readlog, scope=args.scope,
-                         inline_catalogue=settings.catalogue.startswith("sqlite:"))
+                         inline_catalogue=settings.catalogue.startswith("sqlite:"),
+                         outbox=outbox)
         options = {"fsname=elliptiofs", "subtype=elliptiofs", "auto_unmount", "noatime"}
         if args.allow_other:
             options.add("allow_other")
@@ -243,6 +249,10 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         except RuntimeError as exc:
             raise StartError(f"cannot mount on {mountpoint}: {exc}", EXIT_MOUNT) from None
         stack.callback(pyfuse3.close, unmount=True)
+        # commits are told to the kernel through ops; LIFO: stop that before close()
+        outbox.on_commit, outbox.invalidate = ops.artifact_committed, ops.invalidate_name
+        stack.callback(outbox.detach)
+        await nursery.start(outbox.run)
         log.info("mounted %s on %s (catalogue %s)", settings.store, mountpoint,
                  settings.catalogue)
         nursery.start_soon(_watch_signals, pyfuse3.terminate)

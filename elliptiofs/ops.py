@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import pyfuse3
@@ -60,6 +61,9 @@ ERRNO: tuple[tuple[type[BaseException], int], ...] = (
     (ReadLogError, errno.EIO),
     (ElliptioError, errno.EIO),
     (trio.ClosedResourceError, errno.EBADF),
+    # the outbox refuses with OSError(errno, message), and spool I/O fails with one
+    # (ENOSPC, EIO): the caller gets that errno
+    (OSError, -1),
 )
 #: directory entries fetched from the catalogue per page
 PAGE = 1000
@@ -72,6 +76,8 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 def errno_of(exc: BaseException) -> int | None:
     for cls, code in ERRNO:
         if isinstance(exc, cls):
+            if code == -1:
+                return getattr(exc, "errno", None) or errno.EIO
             return code
     return None
 
@@ -117,7 +123,10 @@ class OutboxOps(Protocol):
 
     def lookup(self, parent: Node, name: str) -> Node | None: ...
     def list_dir(self, directory: Node, after: str | None, limit: int) -> list[Entry]: ...
+    def opendir(self, node: Node, ctx: pyfuse3.RequestContext) -> None: ...
     def attrs(self, node: Node, entry: pyfuse3.EntryAttributes) -> None: ...
+    def readlink(self, node: Node) -> str: ...
+    def statfs(self, s: pyfuse3.StatvfsData) -> None: ...
     async def create(self, parent: Node, name: str, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[Node, int]: ...
     async def mkdir(self, parent: Node, name: str, mode: int,
@@ -126,6 +135,7 @@ class OutboxOps(Protocol):
     async def read(self, fh: int, off: int, size: int) -> bytes: ...
     async def write(self, fh: int, off: int, buf: bytes) -> int: ...
     async def flush(self, fh: int) -> None: ...
+    async def fsync(self, fh: int, datasync: bool) -> None: ...
     async def release(self, fh: int) -> None: ...
     async def setattr(self, node: Node, attr: pyfuse3.EntryAttributes,
                       fields: pyfuse3.SetattrFields, ctx: pyfuse3.RequestContext) -> None: ...
@@ -133,8 +143,9 @@ class OutboxOps(Protocol):
     async def rmdir(self, parent: Node, name: str, ctx: pyfuse3.RequestContext) -> None: ...
     async def rename(self, parent_old: Node, name_old: str, parent_new: Node, name_new: str,
                      flags: int, ctx: pyfuse3.RequestContext) -> None: ...
-    def getxattr(self, node: Node, name: str) -> bytes | None: ...
-    def listxattr(self, node: Node) -> list[str]: ...
+    def getxattr(self, node: Node, name: str, ctx: pyfuse3.RequestContext
+                 ) -> bytes | None: ...
+    def listxattr(self, node: Node, ctx: pyfuse3.RequestContext) -> list[str]: ...
     async def setxattr(self, node: Node, name: str, value: bytes,
                        ctx: pyfuse3.RequestContext) -> None: ...
     async def removexattr(self, node: Node, name: str,
@@ -270,6 +281,8 @@ class Operations(pyfuse3.Operations):
     @_op
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         node = self.inodes.get(inode)
+        if node.in_outbox and self.outbox is not None:
+            return os.fsencode(self.outbox.readlink(node))
         if node.kind is not Kind.LINK:
             raise pyfuse3.FUSEError(errno.EINVAL)
         return os.fsencode(node.link_target())
@@ -280,6 +293,8 @@ class Operations(pyfuse3.Operations):
         node = self.inodes.get(inode)
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
+        if node.in_outbox and self.outbox is not None:
+            self.outbox.opendir(node, ctx)  # staged directories: their owner's only
         fh = self._fh()
         self._dirs[fh] = _Dir(node)
         return fh
@@ -389,6 +404,12 @@ class Operations(pyfuse3.Operations):
             await self.outbox.flush(their)
 
     @_op
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        kind, their = self._files.get(fh, ("", 0))
+        if kind == "outbox" and self.outbox is not None:
+            await self.outbox.fsync(their, datasync)
+
+    @_op
     async def release(self, fh: int) -> None:
         kind, their = self._files.pop(fh, ("", 0))
         if kind == "outbox" and self.outbox is not None:
@@ -409,7 +430,7 @@ class Operations(pyfuse3.Operations):
         node = self.inodes.get(inode)
         key = os.fsdecode(name)
         if node.in_outbox and self.outbox is not None:
-            value = self.outbox.getxattr(node, key)
+            value = self.outbox.getxattr(node, key, ctx)
         elif not key.startswith("user.eio."):
             # `ls -l` probes security.selinux and the POSIX ACLs of every entry: answer
             # before building anything (this is most of a cold `ls -l`)
@@ -424,7 +445,7 @@ class Operations(pyfuse3.Operations):
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         node = self.inodes.get(inode)
         if node.in_outbox and self.outbox is not None:
-            return [os.fsencode(n) for n in self.outbox.listxattr(node)]
+            return [os.fsencode(n) for n in self.outbox.listxattr(node, ctx)]
         return [os.fsencode(n) for n in self.tree.xattrs(node)]
 
     @_op
@@ -517,19 +538,34 @@ class Operations(pyfuse3.Operations):
         s.f_files = len(self.inodes)
         s.f_ffree = s.f_favail = 0
         s.f_namemax = 255
+        if self.outbox is not None:
+            self.outbox.statfs(s)  # the spool's free space: what the outbox can take
         return s
 
     # -- after the outbox commits -------------------------------------------------------
-    def artifact_committed(self, artifact_id: str, user: str, tags: Sequence[str]) -> None:
+    def artifact_committed(self, artifact_id: str, user: str, tags: Sequence[str], *,
+                           created: datetime | None = None,
+                           based_on: Sequence[str] = ()) -> None:
         """Drop the kernel's (negative) entries that a new artifact makes stale.
 
         Call on the trio thread after a commit; query directories expire by timeout
         anyway, this makes the new artifact visible at once through this mount.
         """
-        for parent, name in ((("artifacts",), artifact_id), (("by-user",), user),
-                             (("by-user", user), artifact_id),
-                             *((("by-tag",), t) for t in tags),
-                             *((("by-tag", t), artifact_id) for t in tags)):
-            ino = self.inodes.ino_of(parent)
-            if ino is not None:
-                pyfuse3.invalidate_entry_async(ino, os.fsencode(name), ignore_enoent=True)
+        names: list[tuple[tuple[str, ...], str]] = [
+            (("artifacts",), artifact_id), (("based-on",), artifact_id),
+            (("by-user",), user), (("by-user", user), artifact_id),
+            *((("by-tag",), t) for t in tags), *((("by-tag", t), artifact_id) for t in tags),
+            *((("based-on", p), artifact_id) for p in based_on)]
+        if created is not None:
+            y, m, d = (f"{created:%Y}", f"{created:%m}", f"{created:%d}")
+            names += [(("by-date",), y), (("by-date", y), m), (("by-date", y, m), d),
+                      (("by-date", y, m, d), artifact_id)]
+        for parent, name in names:
+            self.invalidate_name(parent, name)
+
+    def invalidate_name(self, parent: tuple[str, ...], name: str) -> None:
+        """Make the kernel forget *name* in directory *parent* (if it holds that
+        directory); asynchronous, so safe from inside a request handler."""
+        ino = self.inodes.ino_of(parent)
+        if ino is not None:
+            pyfuse3.invalidate_entry_async(ino, os.fsencode(name), ignore_enoent=True)
