@@ -1,0 +1,555 @@
+"""The Starlette application: routes, error pages, the access guard and security headers.
+
+Every page has a JSON twin under ``/api/`` built from the same data (:mod:`.data`).
+Only GET (and HEAD) exist: the page never writes to the lake, so anything else is 405.
+Endpoints are plain functions, run in Starlette's thread pool, because the catalogue and
+the store are blocking libraries (the SQLite catalogue keeps one connection per thread).
+
+Errors: an unknown id is a 404 page, a malformed query shows the search form with the
+message, a catalogue or store failure is a 503 page that names which one failed; anything
+else is logged with its traceback and shown as a plain 500 page, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..api import Lake
+from ..errors import (
+    CatalogueError,
+    ElliptioError,
+    IntegrityError,
+    NotFound,
+    QueryError,
+    StorageError,
+    UsageError,
+)
+from . import data
+from .graph import layout
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("elliptio.web.access")
+
+HERE = Path(__file__).parent
+CHUNK = 1 << 20
+COOKIE = "eio_token"
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+# -- the guard: access token, security headers, an access log without secrets -----------
+class Guard:
+    """ASGI middleware in front of everything.
+
+    - sets ``root_path`` (``--root-path``) so links work behind a reverse proxy that
+      strips the prefix, and accepts requests that still carry it;
+    - adds the security headers (CSP ``script-src 'self'``, nosniff, no framing) to every
+      response, error pages and downloads included;
+    - with a token: requires it as ``Authorization: Bearer``, the ``eio_token`` cookie
+      or a ``token=`` URL parameter; a page opened with ``?token=`` sets the cookie
+      (HttpOnly, SameSite=Lax) and redirects to the same URL without it, so the token
+      does not stay in the address bar, history or Referer. Static files (CSS, JS) need
+      no token, so the "token required" page is styled.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, root_path: str) -> None:
+        self.app = app
+        self.token = token or None
+        self.root_path = root_path.rstrip("/")
+        # the cookie holds a digest of the token, not the token itself
+        self.cookie_value = (hmac.new(self.token.encode(), b"elliptio-web-cookie",
+                                      hashlib.sha256).hexdigest() if self.token else "")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope = dict(scope)
+        root = self.root_path
+        if root:
+            path = scope["path"]
+            if path == root:
+                path = root + "/"
+            elif not path.startswith(root + "/"):
+                path = root + path
+            scope["path"] = path
+        scope["root_path"] = root
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in {h for h, _ in SECURITY_HEADERS}]
+                message = dict(message, headers=headers + SECURITY_HEADERS)
+            await send(message)
+
+        try:
+            if self.token and not await self._admit(scope, receive, send_with_headers):
+                return
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            query = scope.get("query_string", b"").decode("latin-1")
+            if query:
+                query = "?" + urlencode([(k, "***" if k == "token" else v)
+                                         for k, v in parse_qsl(query, keep_blank_values=True)])
+            access_log.info("%s %s%s %s %.0fms", scope["method"], scope["path"], query,
+                            status["code"], (time.perf_counter() - started) * 1000)
+
+    def _presented(self, scope: Scope) -> tuple[str | None, bool]:
+        """(the credential presented, whether it came in the URL)."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip(), False
+        for item in headers.get("cookie", "").split(";"):
+            name, _, value = item.strip().partition("=")
+            if name == COOKIE:
+                return ("cookie:" + value), False
+        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            if k == "token":
+                return v, True
+        return None, False
+
+    def _valid(self, presented: str | None) -> bool:
+        if presented is None or self.token is None:
+            return False
+        if presented.startswith("cookie:"):
+            return hmac.compare_digest(presented[7:].encode(), self.cookie_value.encode())
+        return hmac.compare_digest(presented.encode(), self.token.encode())
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        root = scope["root_path"]
+        path = scope["path"]
+        if path.startswith(root + "/static/"):
+            return True
+        presented, in_url = self._presented(scope)
+        if self._valid(presented):
+            if in_url and not path.startswith(root + "/api/"):
+                rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"")
+                                                     .decode("latin-1"),
+                                                     keep_blank_values=True) if k != "token"]
+                target = quote(path) + ("?" + urlencode(rest) if rest else "")
+                secure = "; Secure" if scope.get("scheme") == "https" else ""
+                response = RedirectResponse(target, status_code=303)
+                response.headers.append(
+                    "set-cookie", f"{COOKIE}={self.cookie_value}; Path={root or '/'}; "
+                    f"HttpOnly; SameSite=Lax{secure}")
+                await response(scope, receive, send)
+                return False
+            return True
+        msg = ("this catalogue needs an access token" if presented is None
+               else "the access token is not valid")
+        if path.startswith(root + "/api/"):
+            response: Response = JSONResponse({"error": msg, "status": 401}, status_code=401,
+                                              headers={"www-authenticate": "Bearer"})
+        else:
+            request = Request(scope, receive)
+            response = render(request, "error.html",
+                              {"title": "Access token required", "message": msg,
+                               "status": 401, "token_form": True}, status_code=401)
+            response.headers["www-authenticate"] = "Bearer"
+        await response(scope, receive, send)
+        return False
+
+
+# -- rendering ----------------------------------------------------------------------------
+# autoescape for every template, whatever its extension: metadata is untrusted
+templates = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True))
+
+
+def _qs(pairs: Any) -> str:
+    """``?a=1&b=2`` from pairs or a mapping (empty values dropped); '' if nothing."""
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    kept = [(k, v) for k, v in items if v not in (None, "")]
+    return "?" + urlencode(kept) if kept else ""
+
+
+templates.env.globals["qs"] = _qs
+templates.env.filters["path"] = lambda s: quote(str(s), safe="/")
+
+
+def render(request: Request, name: str, context: dict[str, Any],
+           status_code: int = 200) -> Response:
+    ctx = {"root": request.scope.get("root_path", ""), **context}
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    response.headers["cache-control"] = "private, no-cache"
+    return response
+
+
+def _wants_json(request: Request) -> bool:
+    root = request.scope.get("root_path", "")
+    return request.url.path.startswith(f"{root}/api/")
+
+
+def error_response(request: Request, status: int, title: str, message: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"error": message, "status": status}, status_code=status)
+    return render(request, "error.html", {"title": title, "message": message,
+                                          "status": status}, status_code=status)
+
+
+# -- pages --------------------------------------------------------------------------------
+def _lake(request: Request) -> Lake:
+    return request.app.state.lake
+
+
+def _search(request: Request) -> tuple[data.SearchForm, data.SearchResult | None, str | None]:
+    form = data.SearchForm.from_params(request.query_params)
+    try:
+        return form, data.search(_lake(request), form), None
+    except QueryError as exc:
+        return form, None, str(exc)
+
+
+def search_page(request: Request) -> Response:
+    form, result, error = _search(request)
+    return render(request, "search.html", {"form": form, "result": result, "error": error,
+                                           "page_size": data.PAGE_SIZE},
+                  status_code=400 if error else 200)
+
+
+def search_api(request: Request) -> Response:
+    _, result, error = _search(request)
+    if error or result is None:
+        return JSONResponse({"error": error, "status": 400}, status_code=400)
+    return JSONResponse(result.as_json())
+
+
+def _artifact(request: Request, suffix: str = "") -> Any:
+    """The artifact of the URL, or a redirect to its full id when a prefix was given."""
+    given = request.path_params["aid"]
+    a = data.find_artifact(_lake(request), given)
+    if a.id != given:
+        root = request.scope.get("root_path", "")
+        api = "/api" if _wants_json(request) else ""
+        query = ("?" + request.url.query) if request.url.query else ""
+        return RedirectResponse(f"{root}{api}/artifacts/{a.id}{suffix}{query}",
+                                status_code=307)
+    return a
+
+
+def artifact_page(request: Request) -> Response:
+    a = _artifact(request)
+    if isinstance(a, Response):
+        return a
+    info = data.artifact(_lake(request), a)
+    return render(request, "artifact.html", {"a": info, "yaml": data.metadata_yaml(a)})
+
+
+def artifact_api(request: Request) -> Response:
+    a = _artifact(request)
+    if isinstance(a, Response):
+        return a
+    info = data.artifact(_lake(request), a)
+    return JSONResponse(_jsonable(info))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def metadata_download(request: Request) -> Response:
+    a = _artifact(request, "/metadata.yaml")
+    if isinstance(a, Response):
+        return a
+    return Response(data.metadata_yaml(a).encode(), media_type="text/plain; charset=utf-8",
+                    headers={"content-disposition": _disposition(f"{a.id}-metadata.yaml")})
+
+
+def _disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback and the RFC 5987 UTF-8 name."""
+    base = name.rsplit("/", 1)[-1] or "download"
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in base)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
+
+
+class VerifiedStream:
+    """The bytes of one store object in 1 MiB chunks, checked against the recorded sha256
+    and size as they go. The last chunk is held back until the check passed, so a client
+    never receives a complete-looking file whose bytes do not match: on a mismatch the
+    stream stops short of the announced Content-Length and the client sees a broken
+    download."""
+
+    def __init__(self, fh: BinaryIO, what: str, sha256: str, size: int) -> None:
+        self.fh, self.what, self.sha256, self.size = fh, what, sha256, size
+
+    def __iter__(self) -> Iterator[bytes]:
+        h = hashlib.sha256()
+        total = 0
+        held = b""
+        try:
+            while True:
+                chunk = self.fh.read(CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                total += len(chunk)
+                if held:
+                    yield held
+                held = chunk
+            if total != self.size or h.hexdigest() != self.sha256:
+                log.error("%s: bytes in the store do not match the recorded sha256/size; "
+                          "download cut short", self.what)
+                raise IntegrityError(f"{self.what}: content does not match its sha256")
+            if held:
+                yield held
+        finally:
+            self.fh.close()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _stream(lake: Lake, aid: str, entry: dict[str, Any], filename: str) -> Response:
+    obj = str(entry.get("object", ""))
+    what = f"{aid}/{entry.get('path')}"
+    if not data.safe_object(obj):
+        log.warning("%s: refusing to serve object %r from metadata: outside the store "
+                    "layout", what, obj)
+        raise NotFound(f"{what}: no such file")
+    fh = lake.store.open(obj)
+    stream = VerifiedStream(fh, what, str(entry["sha256"]), int(entry["size"]))
+    return StreamingResponse(
+        iter(stream), media_type="application/octet-stream",
+        headers={"content-disposition": _disposition(filename),
+                 "content-length": str(int(entry["size"])),
+                 "cache-control": "private, max-age=86400, immutable"},
+        background=BackgroundTask(stream.close))
+
+
+def file_download(request: Request) -> Response:
+    path = request.path_params["path"]
+    a = _artifact(request, "/files/" + quote(path, safe="/"))
+    if isinstance(a, Response):
+        return a
+    # only a name listed in this artifact's metadata is served: the URL is looked up,
+    # never joined onto a store path
+    for entry in a.metadata.get("files") or []:
+        if entry.get("path") == path:
+            return _stream(_lake(request), a.id, entry, path)
+    raise NotFound(f"artifact {a.id} has no file {path!r}")
+
+
+def _log_entry(request: Request, suffix: str) -> tuple[Any, dict[str, Any] | None]:
+    name = request.path_params["name"]
+    a = _artifact(request, f"/logs/{quote(name)}{suffix}")
+    if isinstance(a, Response):
+        return a, None
+    entry = (a.metadata.get("logs") or {}).get(name)
+    if not isinstance(entry, dict):
+        raise NotFound(f"artifact {a.id} has no log {name!r} (it has: "
+                       f"{', '.join(a.metadata.get('logs') or {}) or 'none'})")
+    return a, entry
+
+
+def log_download(request: Request) -> Response:
+    a, entry = _log_entry(request, "/download")
+    if entry is None:
+        return a
+    return _stream(_lake(request), a.id, entry, str(entry.get("path", "log.txt")))
+
+
+def log_page(request: Request) -> Response:
+    a, entry = _log_entry(request, "")
+    if entry is None:
+        return a
+    obj = str(entry.get("object", ""))
+    if not data.safe_object(obj):
+        raise NotFound(f"{a.id}: log {request.path_params['name']!r} is not readable")
+    size = int(entry.get("size", 0))
+    raw = _lake(request).store.read_range(obj, 0, min(size, data.MAX_LOG_VIEW))
+    cut = size > data.MAX_LOG_VIEW
+    verified = not cut and hashlib.sha256(raw).hexdigest() == entry.get("sha256")
+    text = raw.decode("utf-8", errors="replace")
+    name = request.path_params["name"]
+    path = str(entry.get("path", ""))
+    is_diff = path.endswith((".patch", ".diff")) or "diff" in name
+    lines = [(_diff_class(line) if is_diff else "", line) for line in text.splitlines()]
+    return render(request, "log.html", {
+        "a": {"id": a.id, "user": a.user, "created": a.metadata.get("created")},
+        "name": name, "path": path, "size": size, "size_h": data.human_size(size),
+        "lines": lines, "cut": cut, "verified": verified, "is_diff": is_diff,
+        "mismatch": not cut and not verified})
+
+
+def _diff_class(line: str) -> str:
+    if line.startswith(("+++", "---", "diff ", "index ")):
+        return "d-file"
+    if line.startswith("@@"):
+        return "d-hunk"
+    if line.startswith("+"):
+        return "d-add"
+    if line.startswith("-"):
+        return "d-del"
+    return ""
+
+
+def _lineage_args(request: Request) -> tuple[int, str]:
+    raw = request.query_params.get("depth", "2")
+    try:
+        depth = int(raw)
+    except ValueError:
+        raise UsageError(f"depth must be a number from 1 to {data.MAX_DEPTH}, got {raw!r}") \
+            from None
+    direction = request.query_params.get("direction", "both")
+    return depth, direction
+
+
+def lineage_page(request: Request) -> Response:
+    a = _artifact(request, "/lineage")
+    if isinstance(a, Response):
+        return a
+    depth, direction = _lineage_args(request)
+    g = data.lineage(_lake(request), a, depth, direction)
+    by_layer: dict[int, list[data.Node]] = {}
+    for n in g.nodes.values():
+        by_layer.setdefault(n.layer, []).append(n)
+    return render(request, "lineage.html", {
+        "a": data.summary(a.metadata), "g": g, "drawing": layout(g), "depth": depth,
+        "direction": direction, "max_depth": data.MAX_DEPTH,
+        "layers": sorted(by_layer.items()), "summary": data.summary})
+
+
+def lineage_api(request: Request) -> Response:
+    a = _artifact(request, "/lineage")
+    if isinstance(a, Response):
+        return a
+    depth, direction = _lineage_args(request)
+    return JSONResponse(data.lineage(_lake(request), a, depth, direction).as_json())
+
+
+def health(request: Request) -> Response:
+    """200 when the catalogue and the store answer (for a reverse proxy's health check)."""
+    lake = _lake(request)
+    result: dict[str, Any] = {}
+    ok = True
+    for name, check in (("catalogue", lambda: lake.catalogue.check()),
+                        ("store", lambda: lake.store.check())):
+        try:
+            result[name] = {"ok": True, "detail": check()}
+        except ElliptioError as exc:
+            ok = False
+            result[name] = {"ok": False, "detail": str(exc)}
+    return JSONResponse(result, status_code=200 if ok else 503)
+
+
+# -- errors -------------------------------------------------------------------------------
+def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(request, 404, "Not found", str(exc))
+
+
+def _usage(request: Request, exc: Exception) -> Response:
+    return error_response(request, 400, "Bad request", str(exc))
+
+
+def _catalogue_down(request: Request, exc: Exception) -> Response:
+    log.warning("catalogue error on %s: %s", request.url.path, exc)
+    return error_response(request, 503, "The catalogue is not available",
+                          f"The catalogue could not answer: {exc}. Try again later; if it "
+                          "persists, the catalogue's administrator must look at it.")
+
+
+def _store_down(request: Request, exc: Exception) -> Response:
+    log.warning("store error on %s: %s", request.url.path, exc)
+    return error_response(request, 503, "The store is not available",
+                          f"The store could not be read: {exc}. Try again later; if it "
+                          "persists, the store's administrator must look at it.")
+
+
+def _elliptio_error(request: Request, exc: Exception) -> Response:
+    log.warning("error on %s: %s", request.url.path, exc)
+    return error_response(request, 500, "Error", str(exc))
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {404: "Not found", 405: "Method not allowed"}
+    message = {404: f"Nothing here: {request.url.path}",
+               405: "This catalogue is read-only: only GET requests exist."}.get(
+                   exc.status_code, str(exc.detail))
+    response = error_response(request, exc.status_code,
+                              titles.get(exc.status_code, "Error"), message)
+    for k, v in (exc.headers or {}).items():
+        response.headers[k] = v
+    return response
+
+
+def _bug(request: Request, exc: Exception) -> Response:
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request, 500, "Internal error",
+                          "Something went wrong inside the catalogue page; the details "
+                          "are in the server's log.")
+
+
+def create_app(lake: Lake, token: str | None = None, root_path: str = "") -> ASGIApp:
+    """The ASGI application serving *lake*. See :mod:`elliptio.web`."""
+    get = ["GET"]
+    routes = [
+        Route("/", search_page, methods=get),
+        Route("/artifacts/{aid}", artifact_page, methods=get),
+        Route("/artifacts/{aid}/metadata.yaml", metadata_download, methods=get),
+        Route("/artifacts/{aid}/files/{path:path}", file_download, methods=get),
+        Route("/artifacts/{aid}/logs/{name}", log_page, methods=get),
+        Route("/artifacts/{aid}/logs/{name}/download", log_download, methods=get),
+        Route("/artifacts/{aid}/lineage", lineage_page, methods=get),
+        Route("/api/search", search_api, methods=get),
+        Route("/api/artifacts/{aid}", artifact_api, methods=get),
+        Route("/api/artifacts/{aid}/lineage", lineage_api, methods=get),
+        Route("/api/health", health, methods=get),
+        Route("/robots.txt", lambda r: PlainTextResponse("User-agent: *\nDisallow: /\n"),
+              methods=get),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    handlers: dict[Any, Any] = {
+        NotFound: _not_found,
+        UsageError: _usage,
+        CatalogueError: _catalogue_down,
+        StorageError: _store_down,
+        ElliptioError: _elliptio_error,
+        HTTPException: _http_error,
+        Exception: _bug,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.lake = lake
+    return Guard(app, token, root_path)

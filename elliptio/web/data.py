@@ -1,0 +1,476 @@
+"""What the pages show, as plain data: one builder per page, shared by the HTML page and
+its JSON twin under ``/api/`` (the datasette habit: a page is a template over the data).
+
+Nothing here knows about HTTP. Every value taken from metadata is untrusted: it is passed
+on as data and escaped by the templates (or JSON-encoded), never formatted into markup.
+The search form is turned into the text form of the query and parsed by
+:meth:`elliptio.query.Query.parse` — the one query language of the CLI and the mount.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..api import Lake
+from ..artifact import Artifact, dump_metadata
+from ..errors import NotFound, QueryError, UsageError
+from ..ids import ID_RE
+from ..query import Query
+
+#: results per page unless the URL asks otherwise, and the most it may ask for
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+#: files and info fields shown per row of the results table
+ROW_FILES = 4
+ROW_INFO = 3
+#: children listed on an artifact page (the rest are a search away)
+MAX_CHILDREN = 200
+#: the lineage graph stops growing here (a note says so and suggests a smaller depth)
+MAX_NODES = 500
+MAX_DEPTH = 20
+#: the most of a log shown on its page (logs are bounded to 1 MiB at capture)
+MAX_LOG_VIEW = 2 << 20
+#: the form fields of the search page, beside the query box ``q``
+FORM_FIELDS = ("user", "days", "from", "to", "file", "tag", "type", "info", "text",
+               "based_on", "transitive")
+_SAFE_OBJECT = re.compile(r"^\d{4}/\d{2}/\d{2}/[^/]+/[0-7][0-9a-z]{25}/[^\x00]+$")
+
+
+class FormError(QueryError):
+    """A search form value that cannot become a query; the form is shown with it."""
+
+
+# -- search -------------------------------------------------------------------------------
+@dataclass
+class SearchForm:
+    """The search page's inputs as they arrived (echoed back into the form)."""
+
+    q: str = ""
+    user: str = ""
+    days: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    files: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    type: str = ""
+    info: list[str] = field(default_factory=list)
+    text: str = ""
+    based_on: str = ""
+    transitive: bool = False
+    order: str = "newest"
+    limit: int = PAGE_SIZE
+    after: str | None = None
+    before: str | None = None
+    problem: str | None = None  # what could not be read from the URL (shown with the form)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SearchForm:
+        """From a multi-dict of URL parameters (``getlist`` for the repeatable ones).
+        Never raises: what cannot be read is kept in :attr:`problem` and reported when
+        the query is made, so the form is still shown with everything else."""
+
+        def one(name: str) -> str:
+            v = params.get(name)
+            return v.strip() if isinstance(v, str) else ""
+
+        def many(name: str) -> list[str]:
+            getlist = getattr(params, "getlist", None)
+            values = getlist(name) if getlist else [params.get(name)]
+            return [v.strip() for v in values if isinstance(v, str) and v.strip()]
+
+        problems: list[str] = []
+        order = one("order") or "newest"
+        if order not in ("newest", "oldest"):
+            problems.append(f"order must be newest or oldest, got {order!r}")
+            order = "newest"
+        raw_limit = one("limit")
+        limit = PAGE_SIZE
+        if raw_limit:
+            try:
+                limit = int(raw_limit)
+            except ValueError:
+                problems.append(f"limit must be a number, got {raw_limit!r}")
+            if not 1 <= limit <= MAX_PAGE_SIZE:
+                problems.append(f"limit must be from 1 to {MAX_PAGE_SIZE}, got {limit}")
+                limit = PAGE_SIZE
+        cursors = {}
+        for name in ("after", "before"):
+            v = one(name).lower() or None
+            if v is not None and not ID_RE.match(v):
+                problems.append(f"{name}: not a page cursor: {v!r}")
+                v = None
+            cursors[name] = v
+        return cls(q=one("q"), user=one("user"), days=one("days"), date_from=one("from"),
+                   date_to=one("to"), files=many("file"), tags=many("tag"), type=one("type"),
+                   info=many("info"), text=one("text"), based_on=one("based_on"),
+                   transitive=one("transitive").lower() in ("1", "on", "true", "yes"),
+                   order=order, limit=limit, problem="; ".join(problems) or None, **cursors)
+
+    def query_text(self, lake: Lake | None = None) -> str:
+        """The query box and the form fields as one query in the CLI language: the box
+        first, then one ``key=value`` item per filled field (a later scalar item wins, so
+        a field overrides the same key typed in the box; globs add up)."""
+        if self.problem:
+            raise FormError(self.problem)
+        items = [self.q] if self.q else []
+
+        def add(key: str, value: str) -> None:
+            if '"' in value and "," in value:
+                raise FormError(f"{key}: a value cannot hold both '\"' and ','")
+            items.append(f'{key}="{value}"' if "," in value or value != value.strip()
+                         else f"{key}={value}")
+
+        if self.user:
+            add("user", self.user)
+        if self.days and self.date_from:
+            raise FormError("give either 'last N days' or a 'from' date, not both")
+        if self.days:
+            if not re.fullmatch(r"\d+(\.\d+)?", self.days):
+                raise FormError(f"last N days: expected a number, got {self.days!r}")
+            add("since", f"{self.days}d")
+        if self.date_from:
+            add("since", self.date_from)
+        if self.date_to:
+            add("until", self.date_to)
+        for f in self.files:
+            add("file", f)
+        for t in self.tags:
+            add("tag", t)
+        if self.type:
+            add("type", self.type)
+        for cond in self.info:
+            key, sep, value = cond.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise FormError(f"info condition {cond!r} is not key=value")
+            if key.startswith("info."):
+                key = key[5:]
+            if "," in value and not (value.startswith('"') and value.endswith('"')):
+                value = f'"{value}"'
+            items.append(f"info.{key}={value.strip()}")
+        if self.text:
+            add("text", self.text)
+        if self.based_on:
+            target = self.based_on
+            if lake is not None and not ID_RE.match(target.lower()):
+                try:
+                    target = lake.resolve_id(target)
+                except NotFound as exc:
+                    raise FormError(f"based on: {exc}") from None
+                except UsageError as exc:
+                    raise FormError(f"based on: {exc}") from None
+            add("based_on", target)
+            if self.transitive:
+                add("transitive", "true")
+        return ",".join(items)
+
+    def query(self, lake: Lake | None = None) -> Query:
+        """The :class:`Query` of this form (``QueryError`` with the reason if malformed)."""
+        text = self.query_text(lake)
+        q = Query.parse(text, limit=self.limit, order=self.order)
+        # a limit typed into the box is a page size too, within the same bound
+        limit = min(q.limit if q.limit else self.limit, MAX_PAGE_SIZE)
+        return replace(q, limit=limit, after=None)
+
+    def params(self, **changes: Any) -> list[tuple[str, str]]:
+        """URL parameters reproducing this form (with *changes*), for links."""
+        values: dict[str, Any] = {
+            "q": self.q, "user": self.user, "days": self.days, "from": self.date_from,
+            "to": self.date_to, "file": self.files, "tag": self.tags, "type": self.type,
+            "info": self.info, "text": self.text, "based_on": self.based_on,
+            "transitive": "on" if self.transitive else "",
+            "order": "" if self.order == "newest" else self.order,
+            "limit": "" if self.limit == PAGE_SIZE else str(self.limit),
+            "after": self.after or "", "before": self.before or "",
+        }
+        values.update(changes)
+        out: list[tuple[str, str]] = []
+        for k, v in values.items():
+            for item in (v if isinstance(v, list) else [v]):
+                if item:
+                    out.append((k, str(item)))
+        return out
+
+    @property
+    def has_fields(self) -> bool:
+        return bool(self.user or self.days or self.date_from or self.date_to or self.files
+                    or self.tags or self.type or self.info or self.text or self.based_on)
+
+
+def short_value(value: Any, width: int = 80) -> str:
+    """An info value as one short line of text (JSON for non-strings)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
+                                                           default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def telling_info(info: Mapping[str, Any], asked: Sequence[str] = (),
+                 count: int = ROW_INFO) -> list[tuple[str, str]]:
+    """The info fields worth a column: those the query asked about first, then the first
+    scalar fields in the order they were saved (``type`` has its own column)."""
+    flat: dict[str, Any] = {}
+
+    def walk(d: Mapping[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, Mapping) and v:
+                walk(v, key + ".")
+            elif key != "type":
+                flat[key] = v
+
+    walk(info, "")
+    keys = [k for k in asked if k in flat] + [k for k in flat if k not in asked]
+    return [(k, short_value(flat[k])) for k in keys[:count]]
+
+
+def summary(md: Mapping[str, Any], asked: Sequence[str] = ()) -> dict[str, Any]:
+    """One row of the results table (and of ``/api/search``)."""
+    info = md.get("info") or {}
+    files = [str(f.get("path", "")) for f in md.get("files") or []]
+    t = info.get("type") if isinstance(info, Mapping) else None
+    return {
+        "id": md["id"],
+        "user": md.get("user"),
+        "created": md.get("created"),
+        "type": None if t is None else str(t),
+        "tags": [str(x) for x in md.get("tags") or []],
+        "files": files[:ROW_FILES],
+        "file_count": len(files),
+        "info": telling_info(info, asked) if isinstance(info, Mapping) else [],
+        "based_on": list(md.get("based_on") or []),
+    }
+
+
+@dataclass
+class SearchResult:
+    form: SearchForm
+    query_text: str
+    items: list[dict[str, Any]]
+    total: int
+    next_after: str | None
+    prev_before: str | None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"query": self.query_text, "total": self.total, "items": self.items,
+                "next": self.next_after, "prev": self.prev_before}
+
+
+def search(lake: Lake, form: SearchForm) -> SearchResult:
+    """One page of results, newest (or oldest) first, keyset-paged in both directions.
+
+    ``after`` pages forward from an id; ``before`` pages back (the query runs in the other
+    order from that id and the page is reversed). One extra row is fetched to know whether
+    another page exists.
+    """
+    text = form.query_text(lake)
+    q = form.query(lake)
+    asked = [k for k, _ in q.info]
+    limit = q.limit or form.limit
+    if form.before:
+        back = "oldest" if q.order == "newest" else "newest"
+        rows = lake.catalogue.find(replace(q, order=back, after=form.before, limit=limit + 1))
+        more_before = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        prev_before = rows[0]["id"] if rows and more_before else None
+        next_after = rows[-1]["id"] if rows else None
+    else:
+        rows = lake.catalogue.find(replace(q, after=form.after, limit=limit + 1))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_after = rows[-1]["id"] if rows and more else None
+        prev_before = rows[0]["id"] if rows and form.after else None
+    total = lake.catalogue.count(q)
+    return SearchResult(form, text, [summary(md, asked) for md in rows], total, next_after,
+                        prev_before)
+
+
+# -- one artifact -------------------------------------------------------------------------
+def find_artifact(lake: Lake, text: str) -> Artifact:
+    """The artifact with this id (or unique prefix); ``NotFound`` for anything else, a
+    malformed id included (it is a URL that does not exist)."""
+    try:
+        aid = lake.resolve_id(text)
+    except NotFound:
+        raise
+    except UsageError as exc:
+        raise NotFound(f"no artifact {text!r} ({exc})") from None
+    a = lake.get(aid)
+    if a is None:
+        raise NotFound(f"no artifact {aid}")
+    return a
+
+
+def safe_object(key: str) -> bool:
+    """True if *key* (from metadata, so untrusted) names an object inside the store's
+    artifact layout: ``YYYY/MM/DD/<user>/<id>/<path>`` without ``.``/``..`` components.
+    Deduplicated files point into another artifact's directory, which is allowed."""
+    if not isinstance(key, str) or not _SAFE_OBJECT.match(key):
+        return False
+    return all(p not in ("", ".", "..") for p in key.split("/"))
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
+    """Everything the artifact page shows; ``/api/artifacts/<id>`` returns it as JSON."""
+    md = a.metadata
+    store = lake.store
+    files = []
+    for f in md.get("files") or []:
+        obj = str(f.get("object", ""))
+        ok = safe_object(obj)
+        files.append({
+            "path": str(f["path"]),
+            "size": int(f["size"]),
+            "size_h": human_size(int(f["size"])),
+            "sha256": str(f["sha256"]),
+            "url": store.url_for(obj) if ok else None,
+            "s3_url": store.s3_url(obj) if ok else None,
+            "deduplicated": not obj.startswith(a.prefix + "/"),
+        })
+    logs = []
+    for name, entry in (md.get("logs") or {}).items():
+        logs.append({"name": str(name), "path": str(entry.get("path", "")),
+                     "size": int(entry.get("size", 0)),
+                     "size_h": human_size(int(entry.get("size", 0)))})
+    parents = []
+    for pid in a.based_on:
+        p = lake.catalogue.get(pid) if ID_RE.match(str(pid)) else None
+        parents.append(summary(p) if p else {"id": str(pid), "missing": True})
+    kids = lake.catalogue.find(Query(based_on=a.id, limit=MAX_CHILDREN + 1))
+    return {
+        "id": a.id,
+        "user": a.user,
+        "created": md.get("created"),
+        "type": a.type,
+        "tags": a.tags,
+        "prefix": md.get("prefix"),
+        "info": a.info,
+        "provenance": a.provenance,
+        "files": files,
+        "total_size": sum(f["size"] for f in files),
+        "logs": logs,
+        "parents": parents,
+        "children": [summary(c) for c in kids[:MAX_CHILDREN]],
+        "more_children": len(kids) > MAX_CHILDREN,
+        "snippet": f'import elliptio as eio\na = eio.load("{a.id}")',
+        "metadata": md,
+    }
+
+
+def metadata_yaml(a: Artifact) -> str:
+    return dump_metadata(a.metadata).decode()
+
+
+# -- lineage ------------------------------------------------------------------------------
+@dataclass
+class Node:
+    id: str
+    layer: int  # hops from the centre: negative = ancestors, positive = descendants
+    md: dict[str, Any] | None  # None: named in a based_on but not in the catalogue
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "layer": self.layer}
+        if self.md is None:
+            out["missing"] = True
+        else:
+            out.update(summary(self.md))
+        return out
+
+
+@dataclass
+class Lineage:
+    centre: str
+    depth: int
+    nodes: dict[str, Node]
+    edges: list[tuple[str, str]]  # (parent, child)
+    truncated: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.centre, "depth": self.depth, "truncated": self.truncated,
+                "nodes": [n.as_json() for n in self.nodes.values()],
+                "edges": [{"parent": p, "child": c} for p, c in self.edges]}
+
+
+def lineage(lake: Lake, a: Artifact, depth: int, direction: str = "both") -> Lineage:
+    """Ancestors and descendants of *a* up to *depth* hops, as nodes and edges.
+
+    Two catalogue queries (the transitive ``ancestor_of`` / ``based_on`` searches, the
+    same walks as ``eio search``); edges come from the ``based_on`` lists of the metadata
+    those queries return, so there is no query per node. Layers are hop distances from
+    *a*, found breadth first over those edges.
+    """
+    if direction not in ("both", "parents", "children"):
+        raise UsageError(f"direction must be both, parents or children, got {direction!r}")
+    if not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+        raise UsageError(f"depth must be from 1 to {MAX_DEPTH}, got {depth!r}")
+    cat = lake.catalogue
+    up: list[dict[str, Any]] = []
+    down: list[dict[str, Any]] = []
+    if direction in ("both", "parents"):
+        up = cat.find(Query(ancestor_of=a.id, transitive=True, depth=depth,
+                            limit=MAX_NODES + 1))
+    if direction in ("both", "children"):
+        down = cat.find(Query(based_on=a.id, transitive=True, depth=depth,
+                              limit=MAX_NODES + 1))
+    truncated = len(up) > MAX_NODES or len(down) > MAX_NODES
+    up, down = up[:MAX_NODES], down[:MAX_NODES]
+    known: dict[str, dict[str, Any]] = {a.id: a.metadata}
+    for md in up + down:
+        known.setdefault(md["id"], md)
+
+    def parents_of(md: Mapping[str, Any]) -> list[str]:
+        return [str(p) for p in md.get("based_on") or [] if isinstance(p, str)]
+
+    nodes: dict[str, Node] = {a.id: Node(a.id, 0, a.metadata)}
+    edges: set[tuple[str, str]] = set()
+    # ancestors: walk parent links from the centre through what the query returned;
+    # a parent missing from the catalogue is shown (greyed) one hop further up
+    up_ids = {md["id"] for md in up}
+    frontier = [a.id]
+    for hop in range(1, depth + 1):
+        nxt: list[str] = []
+        for cid in frontier:
+            for pid in parents_of(known[cid]):
+                edges.add((pid, cid))
+                if pid not in nodes:
+                    nodes[pid] = Node(pid, -hop, known.get(pid))
+                    if pid in up_ids:
+                        nxt.append(pid)
+        frontier = nxt
+    # descendants: children link to parents already placed
+    children: dict[str, list[str]] = {}
+    for md in down:
+        for pid in parents_of(md):
+            children.setdefault(pid, []).append(md["id"])
+    down_ids = {md["id"] for md in down}
+    frontier = [a.id]
+    for hop in range(1, depth + 1):
+        nxt = []
+        for pid in frontier:
+            for cid in children.get(pid, []):
+                edges.add((pid, cid))
+                if cid not in nodes:
+                    nodes[cid] = Node(cid, hop, known[cid])
+                    nxt.append(cid)
+        frontier = nxt
+    # a descendant with several parents inside the graph: draw every such edge
+    for cid in down_ids:
+        for pid in parents_of(known[cid]):
+            if pid in nodes and cid in nodes:
+                edges.add((pid, cid))
+    kept = [(p, c) for p, c in sorted(edges) if p in nodes and c in nodes]
+    return Lineage(a.id, depth, nodes, kept, truncated)
