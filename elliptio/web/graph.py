@@ -113,6 +113,7 @@ def layout(g: Lineage) -> Drawing:
                 title = f"{nid} by {md.get('user', '?')}" + (f", {t}" if t is not None else "")
             placed.append(PlacedNode(nid, x, y, lines, kind, title))
     edges = []
+    loops = False
     for p, c in g.edges:
         if p not in pos or c not in pos:
             continue
@@ -123,10 +124,11 @@ def layout(g: Lineage) -> Drawing:
             x1, x2 = px + NODE_W // 2, cx + NODE_W // 2
             y1, y2 = py + NODE_H, cy + NODE_H
             bend = max(y1, y2) + 40
+            loops = True
             d = f"M{x1},{y1} C{x1},{bend} {x2},{bend} {x2},{y2}"
         else:
             mid = (x1 + x2) // 2
             d = f"M{x1},{y1} C{mid},{y1} {mid},{y2} {x2 - 6},{y2}"
         edges.append(PlacedEdge(p, c, d))
     # room below the boxes for edges that loop back (cycles)
-    return Drawing(width, height + 40, tuple(placed), tuple(edges))
+    return Drawing(width, height + (48 if loops else 0), tuple(placed), tuple(edges))
