@@ -431,17 +431,19 @@ class Outbox:
         top = self.top_of(item)
         if top is None or top.kind == "link":
             return
-        top.changed = time.monotonic()
-        if reset and top.state in (ERROR, PENDING):
-            top.state, top.error = STAGING, None
-            top.retry_delay = 0.0
-        if top.parent is self.root:
-            self._dirty.add(top)
-            if top.name.endswith(SIDECAR_SUFFIX):  # the entry it describes waits for it
-                target = self.root.children.get(top.name[:-len(SIDECAR_SUFFIX)])  # type: ignore[union-attr]
-                if target is not None and target.kind != "link":
-                    target.changed = top.changed
-                    self._dirty.add(target)
+        tops = [top]
+        if top.name.endswith(SIDECAR_SUFFIX) and top.parent is not None:
+            # the entry a sidecar describes changes with it (and waits for it)
+            target = (top.parent.children or {}).get(top.name[:-len(SIDECAR_SUFFIX)])
+            if target is not None and target.kind != "link":
+                tops.append(target)
+        for t in tops:
+            t.changed = time.monotonic()
+            if reset and t.state in (ERROR, PENDING):
+                t.state, t.error = STAGING, None
+                t.retry_delay = 0.0
+            if t.parent is self.root:
+                self._dirty.add(t)
 
     # -- permissions ------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,660 @@
+"""The outbox, for real: real programs copy into ``outbox/`` of a mounted daemon, and the
+saved artifacts are checked in the lake. Every mount is unmounted and must exit 0
+(tests/fixtures/fuse.py); processes and users a test starts or creates it removes.
+
+The metadata parsers are tested without a mount at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from elliptio import Lake, Settings
+from elliptio.errors import UsageError
+from elliptiofs.outbox import sidecar_metadata, xattr_metadata
+
+pytestmark = pytest.mark.fuse
+
+QUIET = "0.4"
+ROOT = pwd.getpwuid(os.getuid()).pw_name
+
+
+def run(*cmd: str, cwd: Path | None = None, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, cwd=cwd, text=True, capture_output=True, timeout=120, env=env)
+    if check:
+        assert res.returncode == 0, f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr}"
+    return res
+
+
+def wait_for(what: Callable[[], object], timeout: float = 15.0, message: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting: {message}"
+        time.sleep(0.05)
+
+
+def committed(path: Path, timeout: float = 15.0) -> str:
+    """The artifact id once *path* in the outbox turned into its symlink."""
+    wait_for(path.is_symlink, timeout, f"{path} was not committed")
+    target = os.readlink(path)
+    assert target.startswith("../") and "/artifacts/" in "/" + target
+    return target.rsplit("/", 1)[1]
+
+
+def xattr(path: Path, name: str) -> str | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False).decode()
+    except OSError as exc:
+        if exc.errno == errno.ENODATA:
+            return None
+        raise
+
+
+def err(fn: Callable[..., object], *args: object) -> int:
+    try:
+        fn(*args)
+    except OSError as exc:
+        return exc.errno or 0
+    raise AssertionError(f"{getattr(fn, '__name__', fn)}{args} did not fail")
+
+
+@pytest.fixture
+def lake_env_quiet(store_env: dict[str, str]) -> dict[str, str]:
+    return {**store_env, "ELLIPTIO_OUTBOX_QUIET": QUIET, "ELLIPTIO_OUTBOX_RETRY": "0.5"}
+
+
+@pytest.fixture
+def outbox_lake(store_env: dict[str, str]) -> Iterator[Lake]:
+    lake = Lake(Settings.load())
+    yield lake
+    lake.close()
+
+
+# -- real programs ---------------------------------------------------------------------------
+def test_real_programs_copy_in_and_artifacts_appear(lake_env_quiet, mount_factory,
+                                                    outbox_lake, tmp_path):
+    m = mount_factory(lake_env_quiet)
+    out = m.path / "outbox"
+    src = tmp_path / "src"
+    (src / "run42/sub").mkdir(parents=True)
+    for i in range(3):
+        (src / f"run42/f{i}.txt").write_text(f"file {i}\n")
+    (src / "run42/sub/deep.bin").write_bytes(os.urandom(300_000))
+    model = os.urandom(5_000_000)
+    (src / "model.pth").write_bytes(model)
+
+    run("cp", str(src / "model.pth"), str(out))
+    run("cp", "-r", str(src / "run42"), str(out))
+    run("rsync", "-a", f"{src / 'run42'}/", str(out / "rsynced"))
+    run("rsync", "-a", str(src / "model.pth"), str(out / "model-rsync.pth"))
+    tar = subprocess.run(f"tar c -C {src} run42 | tar x -C {out} --transform s/^run42/untarred/",
+                         shell=True, capture_output=True, text=True, timeout=60)
+    assert tar.returncode == 0, tar.stderr
+
+    ids = {name: committed(out / name) for name in
+           ("model.pth", "run42", "rsynced", "model-rsync.pth", "untarred")}
+    assert os.readlink(out / "model.pth") == f"../artifacts/{ids['model.pth']}"
+    a = outbox_lake.get(ids["model.pth"])
+    assert a is not None and list(a.files) == ["model.pth"]
+    assert a.files["model.pth"].read_bytes() == model
+    # the owner is the writing uid, not the daemon's ELLIPTIO_USER (andy)
+    assert m.env["ELLIPTIO_USER"] == "andy" and a.user == ROOT
+    assert a.provenance["outbox"]["writers"][0].startswith("cp ")
+    tree = {"run42/f0.txt", "run42/f1.txt", "run42/f2.txt", "run42/sub/deep.bin"}
+    for name in ("run42", "rsynced", "untarred"):
+        art = outbox_lake.get(ids[name])
+        assert art is not None
+        assert set(art.files) == {p.replace("run42", name, 1) for p in tree}, name
+        assert art.files[f"{name}/sub/deep.bin"].read_bytes() == \
+            (src / "run42/sub/deep.bin").read_bytes()
+    # rsync's temporary (.model-rsync.pth.XXXXXX, renamed at the end) is never an artifact
+    assert len(outbox_lake.search(user=ROOT, limit=None)) == 5
+
+    # visible at once through this mount: artifacts/, by-user/, by-date/, the link itself
+    assert (out / "model.pth" / "model.pth").read_bytes() == model
+    assert set(os.listdir(m.path / "by-user" / ROOT)) == set(ids.values())
+    day = a.created.strftime("%Y/%m/%d")
+    assert ids["model.pth"] in os.listdir(m.path / "by-date" / day)
+    assert (m.path / "artifacts" / ids["run42"] / "run42/f1.txt").read_text() == "file 1\n"
+    # the link stays until the user removes it; the artifact does not go
+    os.unlink(out / "model.pth")
+    assert "model.pth" not in os.listdir(out)
+    assert outbox_lake.get(ids["model.pth"]) is not None
+
+
+def test_write_patterns_and_the_explicit_trigger(lake_env_quiet, mount_factory, outbox_lake,
+                                                 tmp_path):
+    m = mount_factory(lake_env_quiet)
+    out = m.path / "outbox"
+    spool = Path(m.env["ELLIPTIO_SPOOL"])
+
+    # truncate and rewrite before the commit: only the last content is saved
+    with open(out / "notes.txt", "w") as f:
+        f.write("first draft, long\n" * 100)
+        f.flush()
+        f.truncate(0)
+        f.seek(0)
+        f.write("final\n")
+        # an open handle holds the commit back, however long it stays quiet
+        time.sleep(float(QUIET) * 3)
+        assert not (out / "notes.txt").is_symlink()
+        assert xattr(out / "notes.txt", "user.eio.state") == "staging"
+        assert err(os.setxattr, out / "notes.txt", "user.eio.commit", b"1") == errno.EBUSY
+    notes = outbox_lake.get(committed(out / "notes.txt"))
+    assert notes is not None and notes.files["notes.txt"].read_text() == "final\n"
+    with open(out / "append.txt", "w") as f:
+        f.write("a\n")
+    with open(out / "append.txt", "a") as f:
+        f.write("b\n")
+    with open(out / "append.txt", "r+") as f:  # rewrite in place, same size
+        f.write("c")
+    appended = outbox_lake.get(committed(out / "append.txt"))
+    assert appended is not None and appended.files["append.txt"].read_text() == "c\nb\n"
+
+    # hidden names (editors', rsync's temporaries) wait for a rename or the trigger
+    (out / ".draft.txt").write_text("draft\n")
+    os.mkdir(out / "empty")
+    (out / "gone.txt").write_text("to be deleted\n")
+    os.unlink(out / "gone.txt")
+    os.mkdir(out / "d")
+    os.mkdir(out / "d/sub")
+    os.rmdir(out / "d/sub")
+    (out / "d/x.txt").write_text("x\n")
+    os.rename(out / "d/x.txt", out / "d/y.txt")
+    time.sleep(float(QUIET) * 4)
+    assert sorted(os.listdir(out)) == [".draft.txt", "append.txt", "d", "empty", "notes.txt"]
+    d = outbox_lake.get(committed(out / "d"))
+    assert d is not None and list(d.files) == ["d/y.txt"]
+    assert not (out / ".draft.txt").is_symlink() and (out / "empty").is_dir()
+    assert err(os.rmdir, out / "d") == errno.ENOTDIR  # now a symlink
+    os.rename(out / ".draft.txt", out / "draft.txt")
+    assert outbox_lake.get(committed(out / "draft.txt")) is not None
+
+    # the trigger commits at once and waits: the link is there when setfattr returns
+    (out / ".now.txt").write_text("now\n")
+    run("setfattr", "-n", "user.eio.type", "-v", "note", str(out / ".now.txt"))
+    run("setfattr", "-n", "user.eio.commit", "-v", "1", str(out / ".now.txt"))
+    now = outbox_lake.get(os.readlink(out / ".now.txt").rsplit("/", 1)[1])
+    assert now is not None and now.info == {"type": "note"}
+    assert list(now.files) == [".now.txt"]
+    assert err(os.setxattr, out / "empty", "user.eio.commit", b"1") == errno.EINVAL
+    os.rmdir(out / "empty")
+
+    # writes anywhere else stay read-only; nothing moves in or out of the outbox
+    assert err(os.rename, out / "append.txt", m.path / "artifacts/x") == errno.EROFS
+    assert err(os.symlink, "x", out / "l") == errno.EPERM
+    # staged bytes are dropped once committed or deleted
+    assert wait_for(lambda: not any((spool / "data").iterdir()), 5, "spool not emptied")
+
+
+def test_sidecar_xattrs_and_an_invalid_sidecar(lake_env_quiet, mount_factory, outbox_lake,
+                                               populated_one, tmp_path):
+    parent = populated_one
+    m = mount_factory(lake_env_quiet)
+    out = m.path / "outbox"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.pth").write_bytes(b"weights")
+    (src / "model.pth.eio.yaml").write_text(
+        f"type: model\ntags: [best, v2]\nbased_on: [{parent}]\ninfo: {{epochs: 10}}\n")
+    # plain cp, sidecar first (cp copies in argument order)
+    run("cp", str(src / "model.pth.eio.yaml"), str(src / "model.pth"), str(out))
+    a = outbox_lake.get(committed(out / "model.pth"))
+    assert a is not None
+    assert a.info == {"type": "model", "epochs": 10} and a.tags == ["best", "v2"]
+    assert a.based_on == [parent] and list(a.files) == ["model.pth"]
+    assert "model.pth.eio.yaml" not in os.listdir(out)  # consumed by the commit
+    assert a.id in os.listdir(m.path / "by-tag/best")
+    assert os.listdir(m.path / "based-on" / parent) == [a.id]
+
+    # a directory's .eio.yaml (not saved as a file) and xattrs, which win; based_on: none
+    os.mkdir(out / ".run")
+    (out / ".run/.eio.yaml").write_text("type: run\nlr: 0.1\n")
+    (out / ".run/log.txt").write_text("ok\n")
+    run("setfattr", "-n", "user.eio.type", "-v", "experiment", str(out / ".run"))
+    run("setfattr", "-n", "user.eio.tags", "-v", "x,y", str(out / ".run"))
+    run("setfattr", "-n", "user.eio.based_on", "-v", "", str(out / ".run"))
+    got = run("getfattr", "-d", str(out / ".run")).stdout
+    assert 'user.eio.type="experiment"' in got and 'user.eio.state="staging"' in got
+    assert err(os.setxattr, out / ".run", "user.eio.tags", b"a/b") == errno.EINVAL
+    assert err(os.setxattr, out / ".run", "user.eio.based_on", b"nope") == errno.EINVAL
+    assert err(os.setxattr, out / ".run", "user.eio.state", b"x") == errno.EPERM
+    assert err(os.setxattr, out / ".run", "trusted.x", b"x") == errno.EOPNOTSUPP
+    run("setfattr", "-n", "user.eio.commit", "-v", "1", str(out / ".run"))
+    r = outbox_lake.get(os.readlink(out / ".run").rsplit("/", 1)[1])
+    assert r is not None and list(r.files) == [".run/log.txt"]
+    assert r.info == {"type": "experiment", "lr": 0.1}
+    assert r.tags == ["x", "y"] and r.based_on == []
+
+    # an invalid sidecar: not committed, the error visible, nothing lost; fixed, it commits
+    (out / "bad.bin.eio.yaml").write_text("type: [unclosed\n")
+    (out / "bad.bin").write_bytes(b"precious")
+    bad = out / "bad.bin"
+    wait_for(lambda: xattr(bad, "user.eio.state") == "error", 10, "no error state")
+    assert "bad.bin.eio.yaml is not valid YAML" in (xattr(bad, "user.eio.error") or "")
+    assert "bad.bin of root is not committed: sidecar bad.bin.eio.yaml" in m.log_text()
+    assert err(os.setxattr, bad, "user.eio.commit", b"1") == errno.EINVAL
+    assert bad.read_bytes() == b"precious" and not bad.is_symlink()
+    (out / "bad.bin.eio.yaml").write_text("type: fixed\n")
+    fixed = outbox_lake.get(committed(bad))
+    assert fixed is not None and fixed.info == {"type": "fixed"}
+    assert fixed.files["bad.bin"].read_bytes() == b"precious"
+
+
+@pytest.fixture
+def populated_one(store_env: dict[str, str], tmp_path: Path) -> str:
+    """One artifact of andy's in the lake (a parent to read or name)."""
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    lake = Lake(Settings.load())
+    aid = lake.save([str(tmp_path / "data.csv")], info={"type": "dataset"}, based_on=[]).id
+    lake.close()
+    return aid
+
+
+LINEAGE_SCRIPT = """
+import os, sys
+mount, out_name = sys.argv[1], sys.argv[2]
+data = []
+for rel in sys.argv[3:]:
+    with open(os.path.join(mount, rel), "rb") as f:  # reads through the mount
+        data.append(f.read())
+with open(os.path.join(mount, "outbox", out_name), "wb") as f:
+    f.write(data[0][::-1] if data else b"nothing read")
+"""
+
+
+def test_lineage_from_what_the_writer_read(lake_env_quiet, mount_factory, outbox_lake,
+                                           populated_one, tmp_path):
+    parent = populated_one
+    (tmp_path / "other.txt").write_text("other\n")
+    other = outbox_lake.save([str(tmp_path / "other.txt")], based_on=[]).id
+    m = mount_factory(lake_env_quiet)
+    script = tmp_path / "train.py"
+    script.write_text(LINEAGE_SCRIPT)
+    # each script its own session (the default scope): reads twice, one parent once
+    run("setsid", "-w", sys.executable, str(script), str(m.path), "derived.bin",
+        f"artifacts/{parent}/data.csv", f"by-user/andy/{parent}/data.csv",
+        f"artifacts/{other}/.eio/metadata.yaml")
+    run("setsid", "-w", sys.executable, str(script), str(m.path), "fresh.bin")
+    derived = outbox_lake.get(committed(m.path / "outbox/derived.bin"))
+    fresh = outbox_lake.get(committed(m.path / "outbox/fresh.bin"))
+    assert derived is not None and fresh is not None
+    # metadata.yaml is not a use of the artifact; the file read twice counts once
+    assert derived.based_on == [parent]
+    assert derived.files["derived.bin"].read_bytes() == b"a,b\n1,2\n"[::-1]
+    assert fresh.based_on == []
+    assert os.listdir(m.path / "based-on" / parent) == [derived.id]
+    lineage = run("eio", "lineage", "--parents", "--json", derived.id,
+                  env={**os.environ, **m.env}).stdout
+    assert parent in json.dumps(json.loads(lineage))
+
+
+# -- two users on a shared mount ---------------------------------------------------------------
+@pytest.fixture
+def two_users() -> Iterator[tuple[str, str]]:
+    """Two real local accounts, removed afterwards."""
+    names = [f"eiot{secrets.token_hex(3)}{c}" for c in "ab"]
+    made = []
+    try:
+        for n in names:
+            run("useradd", "--no-create-home", "--shell", "/bin/sh", n)
+            made.append(n)
+        yield names[0], names[1]
+    finally:
+        for n in made:
+            subprocess.run(["userdel", n], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user can enter (pytest's tmp_path is its owner's only)."""
+    d = Path(tempfile.mkdtemp(prefix="eio-shared-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_two_users_own_their_entries(lake_env_quiet, mount_factory, outbox_lake, two_users,
+                                     shared_dir):
+    alice, bob = two_users
+    m = mount_factory(lake_env_quiet, "--allow-other", base=shared_dir)
+    try:
+        out = m.path / "outbox"
+        src = shared_dir / "src.txt"
+        src.write_text("alice's secret\n")
+        src.chmod(0o644)
+
+        def as_user(user: str, *cmd: str, check: bool = True,
+                    **env: str) -> subprocess.CompletedProcess[str]:
+            return run("runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in
+                                                              env.items()), *cmd, check=check)
+
+        # hidden names do not commit by themselves: the staged entries stay to be probed
+        as_user(alice, "cp", str(src), str(out / ".a.txt"), ELLIPTIO_USER="mallory")
+        as_user(alice, "mkdir", str(out / ".adir"))
+        as_user(alice, "cp", str(src), str(out / ".adir/in.txt"))
+        st = os.stat(out / ".a.txt")
+        assert st.st_uid == pwd.getpwnam(alice).pw_uid
+        for cmd in (["cat", str(out / ".a.txt")],
+                    ["cp", "/etc/hostname", str(out / ".a.txt")],
+                    ["truncate", "-s", "0", str(out / ".a.txt")],
+                    ["rm", "-f", str(out / ".a.txt")],
+                    ["mv", str(out / ".a.txt"), str(out / "b.txt")],
+                    ["ls", str(out / ".adir")],
+                    ["cat", str(out / ".adir/in.txt")],
+                    ["touch", str(out / ".adir/new.txt")],
+                    ["rm", "-rf", str(out / ".adir")],
+                    ["getfattr", "-n", "user.eio.state", str(out / ".a.txt")],
+                    ["setfattr", "-n", "user.eio.type", "-v", "x", str(out / ".a.txt")],
+                    ["setfattr", "-n", "user.eio.commit", "-v", "1", str(out / ".a.txt")]):
+            res = as_user(bob, *cmd, check=False)
+            assert res.returncode != 0, f"bob could run {cmd}"
+            assert "ermission denied" in res.stderr or "not permitted" in res.stderr, \
+                (cmd, res.stderr)
+        assert (out / ".a.txt").read_text() == "alice's secret\n"  # root may
+        # bob's own entry: his, committed as his
+        as_user(bob, "sh", "-c", f"echo bob > {out}/bob.txt")
+        b = outbox_lake.get(committed(out / "bob.txt"))
+        assert b is not None and b.user == bob
+        # alice commits hers; the environment did not change the owner
+        as_user(alice, "setfattr", "-n", "user.eio.commit", "-v", "1", str(out / ".a.txt"))
+        a = outbox_lake.get(os.readlink(out / ".a.txt").rsplit("/", 1)[1])
+        assert a is not None and a.user == alice
+        assert a.files[".a.txt"].read_text() == "alice's secret\n"
+        # bob cannot remove alice's link either (sticky outbox/), alice can
+        assert as_user(bob, "rm", "-f", str(out / ".a.txt"), check=False).returncode != 0
+        as_user(alice, "rm", str(out / ".a.txt"))
+        as_user(alice, "rm", "-r", str(out / ".adir"))
+        assert sorted(os.listdir(m.path / "by-user")) == sorted([alice, bob])
+    finally:
+        m.unmount()  # before shared_dir goes
+
+
+# -- crashes and failures ----------------------------------------------------------------------
+WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+chunk = bytes(range(256)) * 4096  # 1 MiB
+done = 0
+try:
+    while True:
+        done += os.write(fd, chunk)
+        print(done, flush=True)
+except OSError as exc:
+    print("error", exc.errno, flush=True)
+"""
+
+
+def test_kill_9_during_a_copy_keeps_every_staged_byte(store_env, mount_factory, outbox_lake,
+                                                      tmp_path):
+    env = {**store_env, "ELLIPTIO_OUTBOX_QUIET": "600"}
+    m = mount_factory(env, name="crash")
+    out = m.path / "outbox"
+    (out / "done.txt").write_text("complete, not yet committed\n")
+    (out / "early.txt").write_text("committed before the crash\n")
+    run("setfattr", "-n", "user.eio.commit", "-v", "1", str(out / "early.txt"))
+    early = os.readlink(out / "early.txt")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    writer = subprocess.Popen([sys.executable, str(script), str(out / "big.bin")],
+                              stdout=subprocess.PIPE, text=True)
+    acked = 0
+    try:
+        assert writer.stdout is not None
+        while acked < 20 << 20:
+            acked = int(writer.stdout.readline())
+        m.proc.send_signal(signal.SIGKILL)  # by pid: our daemon
+        m.proc.wait(timeout=15)
+        m.unmounted = True
+        rest = writer.stdout.read().split()
+        writer.wait(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+        if writer.stdout:
+            writer.stdout.close()
+    acked = max([acked, *(int(x) for x in rest if x.isdigit())])
+    wait_for(lambda: not os.path.ismount(m.path), 15, "auto_unmount did not unmount")
+    assert outbox_lake.search(user=ROOT, limit=None)[0].id == early.rsplit("/", 1)[1]
+
+    m2 = mount_factory({**store_env, "ELLIPTIO_OUTBOX_QUIET": QUIET}, name="crash")
+    out = m2.path / "outbox"
+    assert sorted(os.listdir(out)) == [".recovered", "early.txt"]
+    assert os.readlink(out / "early.txt") == early
+    rec = out / ".recovered"
+    assert sorted(os.listdir(rec)) == ["big.bin", "done.txt"]
+    big = (rec / "big.bin").read_bytes()
+    assert len(big) >= acked and len(big) % 4096 == 0
+    assert big == (bytes(range(256)) * 4096 * (len(big) // (1 << 20) + 1))[:len(big)]
+    assert xattr(rec / "big.bin", "user.eio.state") == "recovered"
+    assert "stopped before this entry was committed" in (xattr(rec / "big.bin",
+                                                               "user.eio.error") or "")
+    assert "kept as outbox/.recovered/big.bin" in m2.log_text()
+    time.sleep(float(QUIET) * 3)
+    assert len(outbox_lake.search(user=ROOT, limit=None)) == 1  # nothing committed itself
+    # the user decides: move it back (commits), or delete it
+    os.rename(rec / "done.txt", out / "done.txt")
+    done = outbox_lake.get(committed(out / "done.txt"))
+    assert done is not None
+    assert done.files["done.txt"].read_text() == "complete, not yet committed\n"
+    os.unlink(rec / "big.bin")
+    assert sorted(os.listdir(out)) == ["done.txt", "early.txt"]
+
+
+def test_a_failing_store_keeps_the_entry_pending_and_retries(lake_env_quiet, mount_factory,
+                                                             outbox_lake):
+    if not lake_env_quiet["ELLIPTIO_STORE"].startswith("file://"):
+        pytest.fail("this test breaks a local store")
+    m = mount_factory(lake_env_quiet)
+    store = Path(lake_env_quiet["ELLIPTIO_STORE"][len("file://"):])
+    moved = store.with_name("store-away")
+    store.rename(moved)
+    store.write_text("not a directory: every write fails")
+    try:
+        (m.path / "outbox/result.csv").write_text("x,y\n")
+        f = m.path / "outbox/result.csv"
+        wait_for(lambda: xattr(f, "user.eio.state") == "pending", 10, "not pending")
+        assert "retrying in" in (xattr(f, "user.eio.error") or "")
+        assert "committing result.csv of root failed, retrying" in m.log_text()
+        assert err(os.setxattr, f, "user.eio.commit", b"1") == errno.EIO
+        assert f.read_text() == "x,y\n"
+    finally:
+        store.unlink()
+        moved.rename(store)
+    a = outbox_lake.get(committed(m.path / "outbox/result.csv", timeout=30))
+    assert a is not None and a.files["result.csv"].read_text() == "x,y\n"
+
+
+KILLED_WRITER = """
+import os, signal, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"half of it")
+os.kill(os.getpid(), signal.SIGKILL)  # dies with the file open: a partial copy
+"""
+
+
+def test_a_writer_killed_mid_copy_is_not_committed(lake_env_quiet, mount_factory,
+                                                   outbox_lake, tmp_path):
+    m = mount_factory(lake_env_quiet)
+    f = m.path / "outbox/partial.bin"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WRITER)
+    res = run(sys.executable, str(script), str(f), check=False)
+    assert res.returncode == -signal.SIGKILL
+    wait_for(lambda: xattr(f, "user.eio.state") == "error", 10, "not marked")
+    assert "killed by signal 9" in (xattr(f, "user.eio.error") or "")
+    time.sleep(float(QUIET) * 4)
+    assert not f.is_symlink() and f.read_bytes() == b"half of it"
+    assert outbox_lake.search(user=ROOT, limit=None) == []
+    f.write_bytes(b"all of it")  # written again, completely: commits
+    a = outbox_lake.get(committed(f))
+    assert a is not None and a.files["partial.bin"].read_bytes() == b"all of it"
+
+
+# -- systemd units and the fstab helper --------------------------------------------------------
+SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
+
+
+def unit_exec_start(unit: Path) -> str:
+    lines = [ln for ln in unit.read_text().splitlines() if ln.startswith("ExecStart=")]
+    assert len(lines) == 1, unit
+    return lines[0][len("ExecStart="):]
+
+
+def test_units_verify(tmp_path):
+    """systemd-analyze verify (an instance of the template; the user unit in a user
+    manager's view); without systemd-analyze, the same keys checked by hand."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    for unit, user in ((SYSTEMD / "elliptiofs@.service", False),
+                       (SYSTEMD / "user/elliptiofs.service", True)):
+        text = unit.read_text()
+        sections: dict[str, dict[str, str]] = {}
+        for ln in text.splitlines():
+            if ln.startswith("["):
+                current = sections.setdefault(ln.strip("[]"), {})
+            elif ln and not ln.startswith("#"):
+                key, _, value = ln.partition("=")
+                current[key] = value
+        service = sections["Service"]
+        assert service["Type"] == "notify" and service["KillMode"] == "mixed"
+        assert "--foreground" in service["ExecStart"]
+        assert set(sections) == {"Unit", "Service", "Install"}
+        if shutil.which("systemd-analyze") is None:
+            continue
+        target = tmp_path / unit.name.replace("@", "@mnt-eio")
+        target.write_text(text)
+        cmd = ["systemd-analyze", "verify", "--man=no", *(["--user"] if user else []),
+               str(target)]
+        res = run(*cmd, check=False, env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+        problems = [ln for ln in (res.stdout + res.stderr).splitlines()
+                    if target.name in ln or "elliptiofs" in ln]
+        assert res.returncode == 0 and not problems, res.stdout + res.stderr
+
+
+@contextlib.contextmanager
+def notify_socket(path: Path) -> Iterator[Callable[[float], list[str]]]:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    s.settimeout(0.2)
+
+    def received(until: float) -> list[str]:
+        got: list[str] = []
+        deadline = time.monotonic() + until
+        while time.monotonic() < deadline:
+            try:
+                got += s.recv(4096).decode().split("\n")
+            except TimeoutError:
+                pass
+        return got
+
+    try:
+        yield received
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("unit", ["elliptiofs@.service", "user/elliptiofs.service"])
+def test_the_units_exec_start_runs_notifies_and_stops_cleanly(unit, store_env, tmp_path,
+                                                            outbox_lake):
+    """The exact ExecStart line, specifiers expanded as systemd would: READY=1 once
+    mounted, a working outbox, SIGTERM (systemd's stop) unmounts and exits 0."""
+    home = tmp_path / "home"
+    mnt = home / "eio" if unit.startswith("user/") else tmp_path / "mnt-eio"
+    mnt.mkdir(parents=True)
+    line = unit_exec_start(SYSTEMD / unit).replace("%f", str(mnt)).replace("%h", str(home))
+    assert "%" not in line, line
+    cmd = line.split()
+    env = {**os.environ, **store_env, "HOME": str(home), "NOTIFY_SOCKET": str(tmp_path / "n"),
+           "ELLIPTIO_SPOOL": str(tmp_path / "spool"), "ELLIPTIO_OUTBOX_QUIET": QUIET,
+           "ELLIPTIO_READLOG": str(tmp_path / "readlog.sqlite")}
+    with notify_socket(tmp_path / "n") as received, \
+            open(tmp_path / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert "READY=1" in received(10), (tmp_path / "daemon.log").read_text()
+            assert os.path.ismount(mnt)
+            (mnt / "outbox/via-unit.txt").write_text("hi\n")
+            assert outbox_lake.get(committed(mnt / "outbox/via-unit.txt")) is not None
+            proc.send_signal(signal.SIGTERM)  # by pid: ours
+            assert proc.wait(timeout=30) == 0
+            assert "STOPPING=1" in received(0.5)
+            assert not os.path.ismount(mnt)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+
+
+def test_fstab_mount_helper(store_env, tmp_path, outbox_lake):
+    mnt = tmp_path / "fstab-mnt"
+    mnt.mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"store: {store_env['ELLIPTIO_STORE']}\n"
+                   f"catalogue: {store_env['ELLIPTIO_CATALOGUE']}\n"
+                   f"spool: {tmp_path / 'spool'}\nreadlog: {tmp_path / 'readlog.sqlite'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELLIPTIO_")}
+    # what mount(8) runs for `elliptiofs /mnt/eio fuse.elliptiofs <options> 0 0`
+    res = run(str(SYSTEMD / "mount.fuse.elliptiofs"), "elliptiofs", str(mnt), "-o",
+              f"rw,nodev,nosuid,_netdev,noatime,x-systemd.automount,allow_other,scope=pid,"
+              f"config={cfg},log={tmp_path / 'fstab.log'}", env=env, check=False)
+    try:
+        assert res.returncode == 0, res.stderr
+        assert os.path.ismount(mnt)
+        line = next(ln for ln in Path("/proc/mounts").read_text().splitlines()
+                    if f" {mnt} " in ln)
+        assert line.startswith(f"elliptiofs {mnt} fuse.elliptiofs ") and "allow_other" in line
+        assert os.listdir(mnt / "outbox") == []
+        bad = run(str(SYSTEMD / "mount.fuse.elliptiofs"), "elliptiofs", str(tmp_path),
+                  "-o", "bogus=1", env=env, check=False)
+        assert bad.returncode == 2 and "unknown option bogus" in bad.stderr
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    wait_for(lambda: not os.path.ismount(mnt), 10, "not unmounted")
+
+
+# -- metadata parsing, without a mount ----------------------------------------------------------
+def test_sidecar_and_xattr_metadata():
+    aid = "01m885enepz71bzjbdwt9kmdr2"
+    got = sidecar_metadata(f"type: m\ntags: t\nbased_on: {aid}\ninfo: {{k: 1}}\n".encode(), "s")
+    assert got == {"info": {"type": "m", "k": 1}, "tags": ["t"], "based_on": [aid]}
+    assert sidecar_metadata(b"based_on: []\n", "s")["based_on"] == []
+    assert sidecar_metadata(b"", "s") == {}
+    for bad, message in ((b"- a list\n", "must be a mapping"), (b"a: [\n", "not valid YAML"),
+                         (b"info: 3\n", "info must be a mapping"),
+                         (b"based_on: [xyz]\n", "xyz"), (b"tags: ['a/b']\n", "a/b"),
+                         (b"\xff\xfe", "not valid YAML")):
+        with pytest.raises(UsageError, match=message):
+            sidecar_metadata(bad, "s")
+    x = xattr_metadata({"user.eio.type": b"model", "user.eio.tags": b"a, b,",
+                        "user.eio.based_on": f"{aid} {aid}".encode(), "user.other": b"x"})
+    assert x == {"info": {"type": "model"}, "tags": ["a", "b"], "based_on": [aid]}
+    assert xattr_metadata({"user.eio.based_on": b""})["based_on"] == []
+    for name in ("user.eio.a.b", "user.eio.state", "user.eio."):
+        with pytest.raises(UsageError):
+            xattr_metadata({name: b"1"})
+    with pytest.raises(UsageError, match="UTF-8"):
+        xattr_metadata({"user.eio.type": b"\xff"})
