@@ -264,6 +264,9 @@ def test_file_downloads_stream_verified_bytes(web_story: Story, http: httpx.Clie
     assert r.headers["content-disposition"].startswith('attachment; filename="train.txt"')
     assert r.headers["x-content-type-options"] == "nosniff"
     assert int(r.headers["content-length"]) == 12
+    head = http.head(f"/artifacts/{a.id}/files/train.txt")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == "12"
     big = http.get(f"/artifacts/{web_story.brenda.id}/files/model.pth")
     assert big.content == b"weights " * 1000
 
