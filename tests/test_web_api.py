@@ -447,6 +447,27 @@ def test_store_down_is_a_clear_page(web_story: Story, serve: Any, lake_env: dict
     lake.close()
 
 
+class S3NamedStore(LocalStore):
+    """A local store that names its objects the way an S3 store does."""
+
+    def s3_url(self, key: str) -> str | None:
+        return f"s3://lake-bucket/prefix/{key}"
+
+
+def test_s3_urls_have_copy_buttons(web_story: Story, serve: Any, lake_env: dict[str, str]):
+    lake = Lake(Settings.load(), store=S3NamedStore(lake_env["ELLIPTIO_STORE"]),
+                catalogue=SQLiteCatalogue(lake_env["ELLIPTIO_CATALOGUE"]))
+    server = serve(lake)
+    a = web_story.andy
+    url = f"s3://lake-bucket/prefix/{a.files['train.txt'].object}"
+    page = httpx.get(f"{server.url}/artifacts/{a.id}").text
+    assert f'<code class="url">{esc(url)}</code> <button type="button" class="copy" ' \
+           f'data-copy="{esc(url)}"' in page
+    body = httpx.get(f"{server.url}/api/artifacts/{a.id}").json()
+    assert {f["path"]: f["s3_url"] for f in body["files"]}["train.txt"] == url
+    lake.close()
+
+
 class BuggyCatalogue(SQLiteCatalogue):
     def find(self, query: Any) -> Any:
         raise RuntimeError("bug with a secret detail: /srv/private/path")
@@ -579,12 +600,16 @@ def test_access_token(web_story: Story, serve: Any):
         c.get("/", params={"token": "s3cret-token"})
         page = c.get("/", params={"user": "andy"})
         assert page.status_code == 200 and web_story.andy.id in page.text
+    # the redirect stays on this site even for a path starting with "//"
+    r = httpx.get(f"http://127.0.0.1:{server.port}//evil.example/x",
+                  params={"token": "s3cret-token"})
+    assert r.status_code == 303 and r.headers["location"] == "/evil.example/x"
     forged = httpx.get(base + "/", headers={"Cookie": "eio_token=forged"})
     assert forged.status_code == 401 and "not valid" in alert_text(forged.text)
 
 
 def test_root_path_behind_a_reverse_proxy(web_story: Story, serve: Any):
-    server = serve(web_story.lake, root_path="/eio")
+    server = serve(web_story.lake, root_path="eio/")  # normalised to /eio
     port = server.port
     a = web_story.andy
     # the proxy may strip the prefix or pass it on: both work, links carry it

@@ -86,7 +86,8 @@ class Guard:
     def __init__(self, app: ASGIApp, token: str | None, root_path: str) -> None:
         self.app = app
         self.token = token or None
-        self.root_path = root_path.rstrip("/")
+        root_path = root_path.strip().rstrip("/")
+        self.root_path = "/" + root_path.lstrip("/") if root_path else ""
         # the cookie holds a digest of the token, not the token itself
         self.cookie_value = (hmac.new(self.token.encode(), b"elliptio-web-cookie",
                                       hashlib.sha256).hexdigest() if self.token else "")
@@ -162,7 +163,8 @@ class Guard:
                 rest = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"")
                                                      .decode("latin-1"),
                                                      keep_blank_values=True) if k != "token"]
-                target = quote(path) + ("?" + urlencode(rest) if rest else "")
+                # "//host/..." would be a redirect to another site: keep it on this one
+                target = "/" + quote(path).lstrip("/") + ("?" + urlencode(rest) if rest else "")
                 secure = "; Secure" if scope.get("scheme") == "https" else ""
                 response = RedirectResponse(target, status_code=303)
                 response.headers.append(
