@@ -399,19 +399,6 @@ def test_eio_reindex_to_moves_the_catalogue_in_one_command(lake, tmp_path):
 
 
 # -- the same against S3 on SeaweedFS ----------------------------------------------------------
-@pytest.fixture
-def s3_lake(request):
-    """A lake on S3 (SeaweedFS, from the S3 area's ``s3_lake_env`` fixture)."""
-    try:
-        request.getfixturevalue("s3_lake_env")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/fixtures/s3.py (the S3 area) provides no s3_lake_env fixture yet")
-    lk = Lake(Settings.load())
-    assert lk.store.url.startswith("s3://")
-    yield lk
-    lk.close()
-
-
 def _bucket_and_prefix(lake: Lake) -> tuple[str, str]:
     from urllib.parse import urlparse
 

@@ -77,6 +77,7 @@ class Store(abc.ABC):
 
         Implementations may already copy the bytes to an invisible temporary here (local
         store) or only hash them (S3, where an upload cannot be taken back once locked).
+        *progress* sees the bytes where they move: here (local) or in ``commit`` (S3).
         """
 
     @abc.abstractmethod

@@ -173,12 +173,15 @@ class _S3Staged(Staged):
     """A hashed source file not yet uploaded (large) or held in memory (small)."""
 
     def __init__(self, store: S3Store, key: str, source: str, digest: Digest,
-                 data: bytes | None, fingerprint: tuple[int, int, int, int]) -> None:
+                 data: bytes | None, fingerprint: tuple[int, int, int, int],
+                 progress: Progress) -> None:
         self.store, self.key, self.source, self.digest = store, key, source, digest
+        self._progress = progress  # uploads report to the callback given to stage()
         self._data, self._fingerprint = data, fingerprint
         self._sha_b64 = _b64(bytes.fromhex(digest.sha256))
 
     def commit(self, progress: Progress = None) -> None:
+        progress = progress or self._progress
         try:
             if self._data is not None:
                 self.store._put(self.key, self._data, self._sha_b64)
@@ -330,7 +333,7 @@ class S3Store(Store):
                 if st.st_size < MULTIPART_THRESHOLD:
                     data = f.read()
                     digest = Digest(hashlib.sha256(data).hexdigest(), len(data))
-                    return _S3Staged(self, key, source, digest, data, fingerprint)
+                    return _S3Staged(self, key, source, digest, data, fingerprint, progress)
                 h = hashlib.sha256()
                 size = 0
                 buf = bytearray(CHUNK * 4)
@@ -340,7 +343,8 @@ class S3Store(Store):
                     size += n
         except OSError as exc:
             raise StorageError(f"{source}: {exc.strerror or exc}") from exc
-        return _S3Staged(self, key, source, Digest(h.hexdigest(), size), None, fingerprint)
+        return _S3Staged(self, key, source, Digest(h.hexdigest(), size), None, fingerprint,
+                         progress)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._put(key, data, _b64(hashlib.sha256(data).digest()))
