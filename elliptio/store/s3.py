@@ -97,8 +97,10 @@ def is_transient(exc: BaseException) -> bool:
     """True for S3 failures that may succeed when repeated."""
     from botocore.exceptions import (
         ClientError,
-        ConnectionError as BotoConnectionError,
         HTTPClientError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
     )
 
     if isinstance(exc, ClientError):
