@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from .errors import QueryError
-from .ids import ID_RE, _ALPHABET
+from .ids import _ALPHABET, ID_RE
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 DEFAULT_DEPTH = 32
