@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,8 +42,13 @@ class Progress:
         self.enabled = sys.stderr.isatty() and total >= min_total
         self._last = 0.0
         self._start = time.monotonic()
+        self._lock = threading.Lock()  # transfers report from several threads
 
     def __call__(self, n: int) -> None:
+        with self._lock:
+            self._report(n)
+
+    def _report(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
         if self.enabled and (now - self._last > 0.1 or self.done >= self.total):

@@ -5,6 +5,7 @@ client's calls; the server answers everything else for real)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -409,3 +410,38 @@ def test_truncated_body_is_retried_never_served(s3_lake: Lake, tmp_path: Path,
     store._client = Client()  # type: ignore[attr-defined]
     assert s3_lake.load(a.id).files["f.bin"].read_bytes() == data
     assert cut["left"] == 0
+
+
+def test_cli_shows_progress_for_large_transfers(s3_lake_env, tmp_path: Path) -> None:
+    """On a terminal, `eio save` and `eio get` of a large file draw a progress bar."""
+    import pty
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(40 << 20))
+
+    def run_on_tty(*args: str) -> tuple[int, str]:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "elliptio", *args], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ))
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        stdout = proc.stdout.read().decode()  # type: ignore[union-attr]
+        proc.stdout.close()  # type: ignore[union-attr]
+        assert proc.wait(120) == 0, out.decode(errors="replace")
+        return proc.returncode, out.decode(errors="replace") + stdout
+
+    _, saved = run_on_tty("save", str(big), "--json")
+    assert "100.0%" in saved and "MB/s" in saved
+    aid = json.loads(saved[saved.index("{"):])["id"]
+    _, got = run_on_tty("get", aid, "--dest", str(tmp_path / "dl"))
+    assert "100.0%" in got
+    assert (tmp_path / "dl" / aid / "big.bin").read_bytes() == big.read_bytes()
