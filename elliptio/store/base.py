@@ -12,7 +12,7 @@ store implementations; callers never loop.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -51,6 +51,18 @@ class Staged(abc.ABC):
     @abc.abstractmethod
     def discard(self) -> None:
         """Drop the staged bytes. Never fails loudly; may be called after a failed commit."""
+
+
+def artifact_dirs_of(keys: Iterable[str]) -> Iterator[str]:
+    """The distinct ``YYYY/MM/DD/<user>/<id>`` prefixes of *keys*, in first-seen order."""
+    seen: set[str] = set()
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) >= 6:
+            d = "/".join(parts[:5])
+            if d not in seen:
+                seen.add(d)
+                yield d
 
 
 class Store(abc.ABC):
@@ -125,14 +137,7 @@ class Store(abc.ABC):
     def list_artifact_dirs(self, prefix: str = "") -> Iterator[str]:
         """Every ``YYYY/MM/DD/<user>/<id>`` prefix holding anything, committed or left by
         an interrupted save (for ``eio fsck``)."""
-        seen: set[str] = set()
-        for key in self.list(prefix):
-            parts = key.split("/")
-            if len(parts) >= 6:
-                d = "/".join(parts[:5])
-                if d not in seen:
-                    seen.add(d)
-                    yield d
+        return artifact_dirs_of(self.list(prefix))
 
     @abc.abstractmethod
     def url_for(self, key: str) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import logging
 import os
 import threading
@@ -50,7 +51,7 @@ from ..errors import (
     StorageError,
     TransientStorageError,
 )
-from .base import Digest, Progress, Staged, Store
+from .base import Digest, Progress, Staged, Store, artifact_dirs_of
 from .retry import retry
 
 log = logging.getLogger(__name__)
@@ -570,17 +571,9 @@ class S3Store(Store):
             kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
 
     def list_artifact_dirs(self, prefix: str = "") -> Iterator[str]:
-        seen: set[str] = set()
-        keys = self.list(prefix)
+        # Committed keys, and the keys of incomplete uploads (a save killed mid-multipart).
         uploads = (self._unkey(k) for k, _ in self._uploads(prefix))
-        for source in (keys, uploads):
-            for key in source:
-                parts = key.split("/")
-                if len(parts) >= 6:
-                    d = "/".join(parts[:5])
-                    if d not in seen:
-                        seen.add(d)
-                        yield d
+        return artifact_dirs_of(itertools.chain(self.list(prefix), uploads))
 
     def url_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{quote(self._key(key))}"
