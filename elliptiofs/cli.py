@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "/etc/fuse.conf unless root)")
     p.add_argument("--log", help="log file (default: stderr in the foreground, else "
                                  "<user cache dir>/elliptio/elliptiofs.log)")
+    p.add_argument("--no-writeback", dest="writeback", action="store_false",
+                   help="turn the kernel's writeback cache off (it is on: it merges writes "
+                        "into the outbox into large requests; see docs/mount.md)")
     p.add_argument("--cache-mb", type=int, default=256,
                    help="memory for read-ahead across all open files (MiB, default 256)")
     return p.parse_args(argv)
@@ -239,6 +242,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         ops = Operations(Tree(lake), reader, readlog, scope=args.scope,
                          inline_catalogue=settings.catalogue.startswith("sqlite:"),
                          outbox=outbox)
+        ops.enable_writeback_cache = args.writeback  # read by pyfuse3.init
         options = {"fsname=elliptiofs", "subtype=elliptiofs", "auto_unmount", "noatime"}
         if args.allow_other:
             options.add("allow_other")
