@@ -15,8 +15,9 @@ Caching policy, told to the kernel through entry/attr timeouts:
   than ENOENT, so the kernel caches it (shells and loaders probe names constantly).
 
 The outbox seam: every node under ``outbox/`` is handed to ``self.outbox`` (an
-:class:`OutboxOps`) when there is one; without it ``outbox/`` is an empty directory and
-every write anywhere is EROFS.
+:class:`OutboxOps`, :class:`elliptiofs.outbox.Outbox` in the daemon) when there is one;
+without it ``outbox/`` is an empty directory and every write anywhere is EROFS. The
+outbox refuses with ``OSError(errno, message)``; the table answers with that errno.
 """
 
 from __future__ import annotations
@@ -117,8 +118,8 @@ class OutboxOps(Protocol):
     chooses (files: ``Kind.AFILE``-like attributes via ``Node.mode()`` or its own); ops
     gives them inode numbers from the shared :class:`~elliptiofs.tree.Inodes` table.
     File handles it returns are its own; ops maps them. Raise
-    :mod:`elliptio.errors` exceptions (or ``OSError`` subclasses mapped by the outbox to
-    :class:`elliptio.errors.UsageError`); ops maps them to errnos.
+    :mod:`elliptio.errors` exceptions or ``OSError(errno, message)``; ops maps them to
+    errnos (an OSError to its own errno).
     """
 
     def lookup(self, parent: Node, name: str) -> Node | None: ...
