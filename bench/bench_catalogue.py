@@ -9,7 +9,8 @@
    batches (realistic metadata, lineage chains); the time it took is printed. The file is
    kept (``--db``) and reused by later runs with the same N.
 2. Reindex throughput (artifacts/s) from a local store, and from S3 on SeaweedFS
-   (``weed mini``, started here) when the S3 store and ``weed`` are available.
+   (``weed mini``, started here with ``tests.fixtures.s3.SeaweedFS``; a bucket with
+   Object Lock) when ``weed`` is available.
 
 Usage: python bench/bench_catalogue.py [--n 1000000] [--reindex-n 2000] [--db PATH]
        [--runs 25] [--no-s3]
@@ -18,12 +19,11 @@ Usage: python bench/bench_catalogue.py [--n 1000000] [--reindex-n 2000] [--db PA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +36,7 @@ from elliptio.artifact import dump_metadata  # noqa: E402
 from elliptio.catalogue.sqlite import SQLiteCatalogue  # noqa: E402
 from elliptio.ids import id_time, new_id  # noqa: E402
 from elliptio.query import Query  # noqa: E402
+from tests.fixtures.s3 import SeaweedFS  # noqa: E402
 
 SPAN_MS = 2 * 365 * 86_400_000  # the corpus covers two years up to now
 EXTS = ["txt"] * 10 + ["csv"] * 25 + ["parquet"] * 25 + ["pth"] * 10 + ["json"] * 29 + ["h5"]
@@ -232,57 +233,25 @@ def reindex_rate(lake: Lake, root: Path, name: str) -> tuple[str, str]:
             f"{again.skipped / dt2:,.0f} artifacts/s")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def seaweed_lake(root: Path, stack: list) -> Lake | None:
-    weed = shutil.which("weed")
-    try:
-        import elliptio.store.s3  # noqa: F401
-    except ImportError:
-        print("  (S3 store not available yet: SeaweedFS row skipped)", file=sys.stderr)
-        return None
-    if weed is None:
+def seaweed_lake(root: Path, stack: contextlib.ExitStack) -> Lake | None:
+    """A lake on a fresh bucket with Object Lock in a SeaweedFS started here (stopped when
+    *stack* closes); None when ``weed`` is not installed."""
+    if shutil.which("weed") is None:
         print("  (weed not on PATH: SeaweedFS row skipped)", file=sys.stderr)
         return None
-    port = free_port()
-    data = root / "weed"
-    data.mkdir()
-    proc = subprocess.Popen([weed, "mini", f"-dir={data}", f"-s3.port={port}",
-                             f"-master.port={free_port()}", f"-volume.port={free_port()}",
-                             f"-filer.port={free_port()}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.append(proc)
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="any",
-                      AWS_SECRET_ACCESS_KEY="any", AWS_DEFAULT_REGION="us-east-1")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    lake = Lake(Settings.load(store="s3://eio-bench/lake", allow_unlocked=True,
+    server = stack.enter_context(SeaweedFS(root / "weed"))
+    os.environ.update(server.env)
+    bucket = server.create_bucket()
+    lake = Lake(Settings.load(store=f"s3://{bucket}/lake", lock_days=1,
                               catalogue=f"sqlite:///{root}/s3-cat.sqlite", user="bench"))
-    for _ in range(60):
-        try:
-            lake.store.init()
-            return lake
-        except Exception as exc:  # the server may still be starting
-            last = exc
-            time.sleep(1)
-    print(f"  (SeaweedFS did not come up: {last})", file=sys.stderr)
-    return None
+    stack.callback(lake.close)
+    return lake
 
 
 def bench_reindex(n: int, no_s3: bool) -> None:
     print(f"\n## Reindex throughput ({n:,} artifacts into a fresh SQLite catalogue)\n")
     print("| source | first run | resumed run (all already catalogued) |")
     print("|---|---:|---:|")
-    procs: list = []
     with tempfile.TemporaryDirectory(prefix="eio-bench-") as tmp:
         root = Path(tmp)
         local = Lake(Settings.load(store=f"file://{root}/store",
@@ -290,17 +259,14 @@ def bench_reindex(n: int, no_s3: bool) -> None:
         fill_store(local, n)
         first, resumed = reindex_rate(local, root, "local")
         print(f"| local store | {first} | {resumed} |", flush=True)
+        local.close()
         if not no_s3:
-            try:
-                s3 = seaweed_lake(root, procs)
+            with contextlib.ExitStack() as stack:  # the server stops before tmp is removed
+                s3 = seaweed_lake(root, stack)
                 if s3 is not None:
                     fill_store(s3, n)
                     first, resumed = reindex_rate(s3, root, "s3")
                     print(f"| S3 on SeaweedFS (weed mini, loopback) | {first} | {resumed} |")
-            finally:
-                for p in procs:
-                    p.terminate()
-                    p.wait(timeout=30)
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
     python bench/bench_fuse.py [--quick] [--keep DIR]
 
-Starts SeaweedFS (``weed mini``), writes the objects once, then mounts, side by side,
-elliptiofs, s3fs-fuse and ``rclone mount --vfs-cache-mode off`` on the same bucket, and
-measures (one run each, like the issue's table):
+Starts SeaweedFS (``weed mini``, via ``tests.fixtures.s3.SeaweedFS``), writes the objects
+once into a bucket with Object Lock, then mounts, side by side, elliptiofs, s3fs-fuse and
+``rclone mount --vfs-cache-mode off`` on that bucket, and measures (one run each, like the
+issue's table):
 
 - cold sequential read of one large file (1 GiB; 256 MiB with --quick), and a second read;
   boto3 ``get_object`` single stream as the reference;
@@ -27,7 +28,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,16 +41,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-BUCKET = "eiobench"
+from tests.fixtures.s3 import SeaweedFS  # noqa: E402
+
 SMALL = 1000
 SMALL_SIZE = 4096
-ACCESS, SECRET = "benchkey", "benchsecret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- processes we start, stopped by pid ------------------------------------------------------
@@ -105,36 +99,6 @@ class Procs:
             self.stop(p)
 
 
-def start_seaweedfs(procs: Procs, root: Path) -> str:
-    """A SeaweedFS with an S3 endpoint (auth off); returns the endpoint URL."""
-    with contextlib.suppress(ImportError):
-        from tests.fixtures.s3 import start_seaweedfs as shared  # the S3 area's helper
-
-        return str(shared(procs, root))  # type: ignore[call-arg]
-    data = root / "weed"
-    data.mkdir()
-    s3 = free_port()
-    cmd = ["weed", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           f"-master.port={free_port()}", f"-volume.port={free_port()}",
-           f"-filer.port={free_port()}", f"-s3.port={s3}", f"-admin.port={free_port()}",
-           "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
-    procs.start(cmd, root / "weed.log")
-    endpoint = f"http://127.0.0.1:{s3}"
-    import boto3
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            s3c = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                               aws_access_key_id=ACCESS, aws_secret_access_key=SECRET)
-            s3c.create_bucket(Bucket=BUCKET)
-            return endpoint
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 # -- the objects and the catalogue ----------------------------------------------------------
 def fake_md(aid: str, user: str, files: list[dict[str, Any]], prefix: str,
             tags: list[str] | None = None) -> dict[str, Any]:
@@ -146,19 +110,14 @@ def fake_md(aid: str, user: str, files: list[dict[str, Any]], prefix: str,
             "logs": {}, "provenance": {}}
 
 
-def populate(s3c: Any, store_root: Path | None, catalogue_url: str, big_size: int
-             ) -> dict[str, Any]:
+def populate(s3c: Any, bucket: str, catalogue_url: str, big_size: int) -> dict[str, Any]:
     """Objects: big/big.bin and small/NNNN.bin; artifacts: one per object (user bench for
     the small ones), their files referencing those objects (as dedup does)."""
     from elliptio.catalogue import open_catalogue
     from elliptio.ids import new_id
 
     def put(key: str, data: bytes) -> None:
-        if store_root is not None:
-            p = store_root / key
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        s3c.put_object(Bucket=BUCKET, Key=key, Body=data)
+        s3c.put_object(Bucket=bucket, Key=key, Body=data)
 
     small = [os.urandom(SMALL_SIZE) for _ in range(SMALL)]
     with ThreadPoolExecutor(16) as pool:
@@ -173,11 +132,8 @@ def populate(s3c: Any, store_root: Path | None, catalogue_url: str, big_size: in
             h.update(chunk)
     from boto3.s3.transfer import TransferConfig
 
-    s3c.upload_file(str(big_path), BUCKET, "big/big.bin",
+    s3c.upload_file(str(big_path), bucket, "big/big.bin",
                     Config=TransferConfig(multipart_chunksize=64 << 20))
-    if store_root is not None:
-        (store_root / "big").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(big_path, store_root / "big/big.bin")
     big_path.unlink()
     cat = open_catalogue(catalogue_url)
     mds = []
@@ -240,27 +196,29 @@ def daemon_pid(p: subprocess.Popen[bytes]) -> int:
 
 
 @contextlib.contextmanager
-def mounted(procs: Procs, kind: str, mnt: Path, root: Path, endpoint: str,
+def mounted(procs: Procs, kind: str, mnt: Path, root: Path, server: SeaweedFS, bucket: str,
             env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     log = root / f"{mnt.name}.log"
+    aws = server.env
     if kind == "elliptiofs":
         p = procs.mount([sys.executable, "-m", "elliptiofs.cli", str(mnt), "--foreground"],
                         mnt, log, env)
     elif kind == "s3fs":
         pw = root / "s3fs.passwd"
-        pw.write_text(f"{ACCESS}:{SECRET}\n")
+        pw.write_text(f"{aws['AWS_ACCESS_KEY_ID']}:{aws['AWS_SECRET_ACCESS_KEY']}\n")
         pw.chmod(0o600)
-        p = procs.mount(["s3fs", BUCKET, str(mnt), "-f", "-o", f"url={endpoint}",
+        p = procs.mount(["s3fs", bucket, str(mnt), "-f", "-o", f"url={server.endpoint}",
                          "-o", "use_path_request_style", "-o", f"passwd_file={pw}",
-                         "-o", "endpoint=us-east-1"], mnt, log)
+                         "-o", f"endpoint={aws['AWS_DEFAULT_REGION']}"], mnt, log)
     elif kind == "rclone":
         renv = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},
                 "RCLONE_CONFIG_EIO_TYPE": "s3",
                 "RCLONE_CONFIG_EIO_PROVIDER": "Other",
-                "RCLONE_CONFIG_EIO_ENDPOINT": endpoint,
-                "RCLONE_CONFIG_EIO_ACCESS_KEY_ID": ACCESS,
-                "RCLONE_CONFIG_EIO_SECRET_ACCESS_KEY": SECRET}
-        p = procs.mount(["rclone", "mount", f"eio:{BUCKET}", str(mnt),
+                "RCLONE_CONFIG_EIO_ENDPOINT": server.endpoint,
+                "RCLONE_CONFIG_EIO_REGION": aws["AWS_DEFAULT_REGION"],
+                "RCLONE_CONFIG_EIO_ACCESS_KEY_ID": aws["AWS_ACCESS_KEY_ID"],
+                "RCLONE_CONFIG_EIO_SECRET_ACCESS_KEY": aws["AWS_SECRET_ACCESS_KEY"]}
+        p = procs.mount(["rclone", "mount", f"eio:{bucket}", str(mnt),
                          "--vfs-cache-mode", "off"], mnt, log, renv)
     else:
         raise ValueError(kind)
@@ -280,36 +238,24 @@ def main() -> int:
     root = Path(args.keep or tempfile.mkdtemp(prefix="eiobench-"))
     root.mkdir(parents=True, exist_ok=True)
     procs = Procs()
+    server = SeaweedFS(root / "weed")
     results: dict[str, dict[str, float]] = {}
-    notes: list[str] = []
     try:
-        import boto3
-
-        endpoint = start_seaweedfs(procs, root)
-        s3c = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id=ACCESS, aws_secret_access_key=SECRET)
-        try:
-            from elliptio.store.s3 import S3Store  # noqa: F401
-
-            store_url, store_root = f"s3://{BUCKET}", None
-        except ImportError:
-            store_root = root / "localstore"
-            store_url = f"file://{store_root}"
-            notes.append("elliptio.store.s3 is not available yet: elliptiofs read the same "
-                         "bytes from a local store (its rows are NOT an S3 comparison)")
+        server.start()
+        bucket = server.create_bucket()  # with Object Lock: the lake's, read by all mounts
+        s3c = server.client()
         catalogue = f"sqlite:///{root}/catalogue.sqlite"
         t = time.perf_counter()
-        ids = populate(s3c, store_root, catalogue, big_size)
+        ids = populate(s3c, bucket, catalogue, big_size)
         print(f"populated in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ELLIPTIO_")}
-        env.update({"ELLIPTIO_STORE": store_url, "ELLIPTIO_CATALOGUE": catalogue,
-                    "ELLIPTIO_READLOG": str(root / "readlog.sqlite"),
-                    "ELLIPTIO_ALLOW_UNLOCKED": "1", "AWS_ENDPOINT_URL": endpoint,
-                    "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
-                    "AWS_DEFAULT_REGION": "us-east-1", "HOME": str(root)})
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("ELLIPTIO_", "AWS_"))}
+        env.update(server.env)
+        env.update({"ELLIPTIO_STORE": f"s3://{bucket}", "ELLIPTIO_CATALOGUE": catalogue,
+                    "ELLIPTIO_READLOG": str(root / "readlog.sqlite"), "HOME": str(root)})
 
         t = time.perf_counter()
-        body = s3c.get_object(Bucket=BUCKET, Key="big/big.bin")["Body"]
+        body = s3c.get_object(Bucket=bucket, Key="big/big.bin")["Body"]
         n = 0
         while chunk := body.read(8 << 20):
             n += len(chunk)
@@ -318,7 +264,7 @@ def main() -> int:
 
         for kind in ("elliptiofs", "s3fs", "rclone"):
             mnt = root / f"mnt-{kind}"
-            with mounted(procs, kind, mnt, root, endpoint, env):
+            with mounted(procs, kind, mnt, root, server, bucket, env):
                 if kind == "elliptiofs":
                     big = mnt / "artifacts" / ids["big_id"] / "big.bin"
                     listing = mnt / "by-user/bench"
@@ -345,21 +291,22 @@ def main() -> int:
         tiny.mkdir()
         env_rss = {**env, "ELLIPTIO_STORE": f"file://{tiny}", "ELLIPTIO_CATALOGUE": big_cat}
         mnt = root / "mnt-rss"
-        with mounted(procs, "elliptiofs", mnt, root, endpoint, env_rss) as p:
+        with mounted(procs, "elliptiofs", mnt, root, server, bucket, env_rss) as p:
             before = rss_kib(p.pid)[0]
             dt = timed(f"ls -lR {mnt}/by-user")
             rss, hwm = rss_kib(p.pid)
         results["rss"] = {"n": n_rss, "before_mib": before / 1024, "after_mib": rss / 1024,
                           "peak_mib": hwm / 1024, "ls_lR_s": dt}
     finally:
-        procs.close()
+        procs.close()  # the mounts first, then the server they read from
+        server.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    report(results, big_size, notes)
+    report(results, big_size)
     return 0
 
 
-def report(r: dict[str, dict[str, float]], big_size: int, notes: list[str]) -> None:
+def report(r: dict[str, dict[str, float]], big_size: int) -> None:
     mb = big_size / 1e6
     print(f"\n| | cold {big_size >> 20} MiB read | second read | ls -l 1,000 | "
           f"cat 1,000 x 4 KiB |")
@@ -397,8 +344,6 @@ def report(r: dict[str, dict[str, float]], big_size: int, notes: list[str]) -> N
             ok = r["rss"]["after_mib"] < 150
             print(f"| RSS < 150 MiB | {r['rss']['after_mib']:.0f} MiB | "
                   f"{'yes' if ok else 'NO'} |")
-    for n in notes:
-        print(f"\nnote: {n}")
 
 
 if __name__ == "__main__":
