@@ -257,9 +257,10 @@ class Outbox:
         self._next_fh = 1
         self._dirty: set[Item] = set()
         self._committing = trio.CapacityLimiter(2)
-        self.root = self._add(Item(ROOT_SID, None, "outbox", "dir", mode=0o1777))
+        me = {"uid": os.getuid(), "gid": os.getgid()}  # the daemon's: shown by stat
+        self.root = self._add(Item(ROOT_SID, None, "outbox", "dir", mode=0o1777, **me))
         self.recovered = self._add(Item(RECOVERED_SID, self.root, RECOVERED, "dir",
-                                        mode=0o755))
+                                        mode=0o755, **me))
         self.root.children = {}  # .recovered is listed only when it holds something
         self._next_sid = 1
         self._load()
