@@ -256,7 +256,8 @@ class Lake:
             with self._lock:
                 if self._catalogue is None:
                     s = self.settings
-                    self._catalogue = open_catalogue(s.catalogue, database=s.mongo_database,
+                    self._catalogue = open_catalogue(s.catalogue, sqlite_cache_mb=s.sqlite_cache_mb,
+                                                     database=s.mongo_database,
                                                      collection=s.mongo_collection)
         return self._catalogue
 

@@ -70,6 +70,9 @@ class Settings:
     #: seconds before a failed outbox commit is retried, doubling up to 10 minutes
     #: (ELLIPTIO_OUTBOX_RETRY)
     outbox_retry: float = 10.0
+    #: SQLite page cache per connection, MiB (ELLIPTIO_SQLITE_CACHE_MB): large for bulk
+    #: reindex; the mount daemon uses 16 unless this is set
+    sqlite_cache_mb: int = 256
     #: largest accepted serialised ``info`` (ELLIPTIO_MAX_INFO_BYTES)
     max_info_bytes: int = 1 << 20
     source: dict[str, str] = field(default_factory=dict, compare=False)
@@ -109,7 +112,7 @@ class Settings:
     @staticmethod
     def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         out = dict(values)
-        for key in ("lock_days", "max_info_bytes"):
+        for key in ("lock_days", "max_info_bytes", "sqlite_cache_mb"):
             if key in out:
                 try:
                     out[key] = int(out[key])

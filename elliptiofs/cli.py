@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -47,8 +48,11 @@ EXIT_MOUNT = 12
 
 #: kernel read-ahead for the mount (KiB): 128 KiB requests cap reads at ~0.6 GB/s
 READ_AHEAD_KB = 4096
-#: SQLite page cache per catalogue connection in the daemon (KiB)
-DAEMON_SQLITE_CACHE_KIB = 16 * 1024
+#: SQLite page cache per catalogue connection in the daemon (MiB), unless
+#: ELLIPTIO_SQLITE_CACHE_MB says otherwise: the library's default (sized for bulk reindex)
+#: would let a long-running daemon's RSS grow with the lake as listings touch pages; the
+#: daemon's queries are indexed point lookups and keyset pages
+DAEMON_SQLITE_CACHE_MB = 16
 #: FUSE requests the kernel keeps in flight (parallel readers)
 MAX_BACKGROUND = 64
 
@@ -212,18 +216,12 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
     mount is up; afterwards only bugs escape."""
     import pyfuse3
 
-    # The catalogue's per-connection SQLite page cache (256 MiB, sized for bulk reindex)
-    # would let a long-running daemon's RSS grow with the lake as listings touch pages; the
-    # daemon's queries are indexed point lookups and keyset pages, served well by 16 MiB.
-    from elliptio.catalogue import sqlite as sqlite_catalogue
-
     from .ops import Operations
     from .outbox import Outbox
     from .reader import Reader
     from .readlog import ReadLog, ReadLogError
     from .tree import Tree
 
-    sqlite_catalogue.CACHE_KIB = min(sqlite_catalogue.CACHE_KIB, DAEMON_SQLITE_CACHE_KIB)
     async with contextlib.AsyncExitStack() as stack:
         lake = Lake(settings)
         stack.callback(lake.close)
@@ -290,6 +288,8 @@ def setup_logging(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace, ready: Callable[[], None]) -> int:
     try:
         settings = Settings.load()
+        if "sqlite_cache_mb" not in settings.source:
+            settings = dataclasses.replace(settings, sqlite_cache_mb=DAEMON_SQLITE_CACHE_MB)
         mountpoint = check_mountpoint(args.mountpoint)
         trio.run(serve, args, settings, mountpoint, ready)
     except ConfigError as exc:

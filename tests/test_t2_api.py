@@ -250,3 +250,15 @@ def test_default_configuration_needs_no_setup(tmp_path, monkeypatch):
     assert (data / "store" / a.prefix / "x.txt").exists()
     assert (data / "catalogue.sqlite").exists()
     assert eio.search()[0].id == a.id
+
+
+def test_sqlite_page_cache_is_a_setting(lake_env, monkeypatch):
+    from elliptio import Lake, Settings
+
+    monkeypatch.setenv("ELLIPTIO_SQLITE_CACHE_MB", "7")
+    lk = Lake(Settings.load())
+    try:
+        db = lk.catalogue._db()  # type: ignore[attr-defined]
+        assert db.execute("PRAGMA cache_size").fetchone()[0] == -7 * 1024
+    finally:
+        lk.close()

@@ -13,7 +13,11 @@ def open_catalogue(url: str, **options: object) -> Catalogue:
     if scheme == "sqlite":
         from .sqlite import SQLiteCatalogue
 
+        cache_mb = options.pop("sqlite_cache_mb", None)
+        if cache_mb:
+            return SQLiteCatalogue(url, cache_kib=int(cache_mb) * 1024)  # type: ignore[call-overload]
         return SQLiteCatalogue(url)
+    options.pop("sqlite_cache_mb", None)
     if scheme in ("mongodb", "mongodb+srv"):
         from .mongo import MongoCatalogue
 

@@ -100,8 +100,9 @@ def _path_of(url: str) -> str:
 class SQLiteCatalogue(Catalogue):
     """See the module docstring."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, cache_kib: int = CACHE_KIB) -> None:
         self.url = url
+        self.cache_kib = cache_kib
         self.path = _path_of(url)
         self._local = threading.local()
         self._memory: sqlite3.Connection | None = None
@@ -126,7 +127,7 @@ class SQLiteCatalogue(Catalogue):
             # the default 2 MB page cache thrashes on the secondary indexes of a large
             # catalogue (bulk reindex slowed 4x by 250k artifacts); pages are allocated
             # only as used
-            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            db.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
             version = self._version(db)
             if version is None:
                 with db:
