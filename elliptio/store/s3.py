@@ -13,7 +13,12 @@ Writes
     bytes. Large files are hashed in :meth:`S3Store.stage` (the save path needs the digest
     to deduplicate before anything is uploaded: a locked upload cannot be taken back) and
     uploaded in :meth:`_S3Staged.commit` as a multipart upload whose parts are read with
-    ``pread`` and sent concurrently, each with its own SHA-256 checksum. A source file that
+    ``pread`` and sent concurrently, each with its own CRC32 checksum, which the server
+    checks. (S3 has no whole-file SHA-256 for multipart uploads — its SHA256 mode is a
+    checksum of part checksums — so the file's SHA-256 is the recorded one, checked on
+    every full read; per part, CRC32 guards the transfer at a fraction of the CPU a second
+    SHA-256 pass costs on client and server: 0.72× → 0.80× boto3 on a 1 GiB save here.)
+    A source file that
     changed between the two reads (size, mtime or inode) is refused. An interrupted
     multipart upload is aborted; what a killed process leaves is an incomplete upload that
     ``eio fsck`` finds (:meth:`S3Store.list_artifact_dirs`) and removes.
@@ -37,6 +42,7 @@ import itertools
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -365,19 +371,19 @@ class S3Store(Store):
             if self.exists(key):
                 raise Immutable(f"{key}: already exists and is locked")
             upload_id = self._call(key, lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=s3key, ChecksumAlgorithm="SHA256", **args)["UploadId"])
+                Bucket=self.bucket, Key=s3key, ChecksumAlgorithm="CRC32", **args)["UploadId"])
 
             def send(number: int, offset: int) -> dict[str, Any]:
                 data = os.pread(fd, min(part_size, size - offset), offset)
                 if len(data) != min(part_size, size - offset):
                     raise _SourceChanged("the source file shrank while it was uploaded")
-                cks = _b64(hashlib.sha256(data).digest())
+                cks = _b64(zlib.crc32(data).to_bytes(4, "big"))
                 resp = self._call(f"{key} part {number}", lambda: self.client.upload_part(
                     Bucket=self.bucket, Key=s3key, UploadId=upload_id, PartNumber=number,
-                    Body=data, ChecksumSHA256=cks))
+                    Body=data, ChecksumCRC32=cks))
                 if progress:
                     progress(len(data))
-                return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": cks}
+                return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": cks}
 
             offsets = range(0, size, part_size)
             parts = _run_bounded(self.pool, [
