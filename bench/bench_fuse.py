@@ -191,10 +191,6 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return vals["VmRSS"], vals["VmHWM"]
 
 
-def daemon_pid(p: subprocess.Popen[bytes]) -> int:
-    return p.pid
-
-
 @contextlib.contextmanager
 def mounted(procs: Procs, kind: str, mnt: Path, root: Path, server: SeaweedFS, bucket: str,
             env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:

@@ -66,14 +66,14 @@ T = TypeVar("T")
 #: files below this size go up in one PUT (read into memory once, hashed on the way)
 MULTIPART_THRESHOLD = 16 << 20
 #: multipart part size (grown for files that would need more than MAX_PARTS parts)
-PART_SIZE = 16 << 20
+PART_SIZE = 8 << 20
 MAX_PARTS = 9000
 #: objects larger than this are downloaded in parallel ranges of RANGE_SIZE, at most
 #: DOWNLOAD_STREAMS at once (more streams win on a WAN; on loopback the server's CPU decides)
 RANGE_SIZE = 32 << 20
 DOWNLOAD_STREAMS = 4
 #: concurrent part uploads / range downloads per store
-TRANSFER_THREADS = 12
+TRANSFER_THREADS = 10
 CHUNK = 1 << 20
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 
