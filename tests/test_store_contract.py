@@ -129,6 +129,8 @@ def test_invalid_keys(store: Store, key: str) -> None:
         store.put_bytes(key, b"x")
     with pytest.raises(StorageError):
         store.exists(key)
+    with pytest.raises(StorageError):  # never a walk over the whole store, or outside it
+        store.remove_orphan(key)
 
 
 def test_listing(store: Store) -> None:

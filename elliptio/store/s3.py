@@ -56,6 +56,7 @@ from ..errors import (
     NotFound,
     StorageError,
     TransientStorageError,
+    UsageError,
 )
 from .base import Digest, Progress, Staged, Store, artifact_dirs_of
 from .retry import retry
@@ -144,18 +145,13 @@ def _translate(exc: BaseException, what: str) -> Exception:
         return StorageError(f"{what}: the bucket does not exist (run `eio init`)")
     if code == "PreconditionFailed" or status == 412:
         return Immutable(f"{what}: already exists and is locked")
-    if code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch",
-                "InvalidRequest") and "igest" in str(exc) + code:
+    if code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"):
         return IntegrityError(f"{what}: the server received bytes that do not match their "
                               "checksum (corrupted in transit); nothing was committed")
-    if code == "BadDigest":
-        return IntegrityError(f"{what}: the server received corrupted bytes; nothing committed")
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") \
             or status == 403:
         return StorageError(f"{what}: access denied by the S3 server ({code or status}); "
                             "check the AWS credentials in the environment")
-    if isinstance(exc, _SourceChanged):
-        return IntegrityError(f"{what}: {exc}")
     if is_transient(exc):
         return TransientStorageError(f"{what}: S3 still failing after retries "
                                      f"({type(exc).__name__}: {_short(exc)})")
@@ -424,16 +420,24 @@ class S3Store(Store):
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""
+        return self._get(key, f"bytes={offset}-{offset + length - 1}", length)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._get(key)
+
+    def _get(self, key: str, byte_range: str | None = None, most: int | None = None) -> bytes:
+        """One GET (of *byte_range*, at most *most* bytes), the whole body read, retried
+        whole when the body ends early. A range starting past the end gives ``b""``."""
         s3key = self._key(key)
+        extra = {"Range": byte_range} if byte_range else {}
 
         def get() -> bytes:
             from botocore.exceptions import ClientError
 
             try:
-                resp = self.client.get_object(Bucket=self.bucket, Key=s3key,
-                                              Range=f"bytes={offset}-{offset + length - 1}")
+                resp = self.client.get_object(Bucket=self.bucket, Key=s3key, **extra)
             except ClientError as exc:
-                if _code(exc) == "InvalidRange":  # offset at or past the end
+                if byte_range and _code(exc) == "InvalidRange":  # offset at or past the end
                     return b""
                 raise
             body = resp["Body"]
@@ -443,24 +447,8 @@ class S3Store(Store):
                 body.close()
             if len(data) != int(resp.get("ContentLength", len(data))):
                 raise _ShortRead(f"got {len(data)} of {resp.get('ContentLength')} bytes")
-            if len(data) > length:
-                raise _ShortRead(f"server sent {len(data)} bytes for a {length}-byte range")
-            return data
-
-        return self._call(key, get)
-
-    def read_bytes(self, key: str) -> bytes:
-        s3key = self._key(key)
-
-        def get() -> bytes:
-            resp = self.client.get_object(Bucket=self.bucket, Key=s3key)
-            body = resp["Body"]
-            try:
-                data = body.read()
-            finally:
-                body.close()
-            if len(data) != int(resp["ContentLength"]):
-                raise _ShortRead(f"got {len(data)} of {resp['ContentLength']} bytes")
+            if most is not None and len(data) > most:
+                raise _ShortRead(f"server sent {len(data)} bytes for a {most}-byte range")
             return data
 
         return self._call(key, get)
@@ -545,9 +533,14 @@ class S3Store(Store):
 
         return self._call(key, get)
 
+    def _list_prefix(self, prefix: str) -> str:
+        """The S3 ``Prefix`` for the store prefix *prefix* (``""`` = the whole store)."""
+        if prefix.strip("/"):
+            return self._key(prefix.strip("/")) + "/"
+        return self.prefix + "/" if self.prefix else ""
+
     def list(self, prefix: str = "") -> Iterator[str]:
-        full = self._key(prefix.strip("/")) + "/" if prefix.strip("/") else (
-            self.prefix + "/" if self.prefix else "")
+        full = self._list_prefix(prefix)
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
@@ -563,8 +556,7 @@ class S3Store(Store):
 
     def _uploads(self, prefix: str) -> Iterator[tuple[str, str]]:
         """(s3 key, upload id) of every incomplete multipart upload under *prefix*."""
-        full = self._key(prefix.strip("/")) + "/" if prefix.strip("/") else (
-            self.prefix + "/" if self.prefix else "")
+        full = self._list_prefix(prefix)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
         while True:
             page = self._call(f"list uploads {self.url}/{prefix}",
@@ -590,8 +582,6 @@ class S3Store(Store):
     def presign(self, key: str, expires: int = 3600) -> str:
         s3key = self._key(key)
         if not 1 <= int(expires) <= 7 * 24 * 3600:
-            from ..errors import UsageError
-
             raise UsageError("presigned URLs expire after 1 second to 7 days")
         return self._call(key, lambda: self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": s3key},
@@ -602,6 +592,7 @@ class S3Store(Store):
         """Abort incomplete uploads and delete every version under *prefix*; locked
         versions are removed only in GOVERNANCE mode (bypassing it, for orphans alone)."""
         base = prefix.rstrip("/")
+        full = self._key(base) + "/"  # validates first: never the whole store
         if self.exists(f"{base}/.eio/metadata.yaml"):
             raise Immutable(f"{prefix} is a committed artifact; it cannot be removed")
         removed = 0
@@ -612,7 +603,6 @@ class S3Store(Store):
                 removed += 1
             except Exception as exc:
                 log.warning("could not abort the upload of %s: %s", s3key, _short(exc))
-        full = self._key(base) + "/"
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
         while True:
             page = self._call(f"list versions {prefix}",
