@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 PART = 8 << 20
 MAX_AHEAD = 4
 STREAM_AFTER = 1 << 20
+#: a request starting this close to where the last one ended is still sequential
+SLACK = 16 << 20
 #: default global memory budget for parts in memory (bytes)
 DEFAULT_BUDGET = 256 << 20
 #: store requests in flight at once
@@ -129,13 +131,19 @@ class Reader:
         if off >= stream.size or size <= 0:
             return b""
         size = min(size, stream.size - off)
-        if off == stream.next_off:
+        # The kernel keeps several read-ahead requests of one file in flight and they are
+        # served concurrently, so they arrive (and resume) out of order: a request near
+        # the reader's position, or inside a part already fetched, is sequential; only a
+        # far jump restarts the read-ahead.
+        if (abs(off - stream.next_off) <= SLACK
+                or (stream.sequential > STREAM_AFTER and self._covered(stream, off, size))):
             stream.sequential += size
+            stream.next_off = max(stream.next_off, off + size)
         else:
             stream.sequential = size
             stream.ahead = 1
+            stream.next_off = off + size
             self._drop_all(stream)
-        stream.next_off = off + size
         if stream.sequential <= STREAM_AFTER and not self._covered(stream, off, size):
             return await self._fetch_exact(stream.key, off, size)
         return await self._read_parts(stream, off, size)
@@ -147,26 +155,29 @@ class Reader:
     async def _read_parts(self, stream: Stream, off: int, size: int) -> bytes | memoryview:
         first, last = off // PART, (off + size - 1) // PART
         # the parts the reader waits for, whatever the budget says
+        wanted = []
         for i in range(first, last + 1):
             if i not in stream.parts:
                 self._start_part(stream, i, force=True)
-        # parts before the reader are done with (it reads forward)
-        for i in [i for i in stream.parts if i < first]:
+            wanted.append(stream.parts[i])
+        # parts well behind the reader are done with (one is kept: concurrent requests
+        # of the part before may still arrive)
+        for i in [i for i in stream.parts if i < first - 1]:
             self._drop(stream.parts.pop(i))
             stream.ahead = min(MAX_AHEAD, stream.ahead * 2)
         last_part = (stream.size - 1) // PART
         for i in range(last + 1, min(last + stream.ahead, last_part) + 1):
             if i not in stream.parts and not self._start_part(stream, i, force=False):
                 break
+        # the parts are this request's own references: a part dropped from the stream
+        # while we wait (a jump, a release) still holds its data until we are done
         chunks: list[memoryview] = []
-        for i in range(first, last + 1):
-            part = stream.parts.get(i)
-            if part is None:  # released while we waited
-                raise trio.ClosedResourceError("file closed during read")
+        for part in wanted:
             await part.done.wait()
             if part.error is not None:
-                stream.parts.pop(i, None)
-                self._drop(part)
+                if stream.parts.get(part.start // PART) is part:
+                    del stream.parts[part.start // PART]
+                    self._drop(part)
                 raise part.error
             assert part.data is not None
             lo = max(off, part.start) - part.start
@@ -205,10 +216,10 @@ class Reader:
         # else: _fill releases the charge when the fetch returns
 
     def _release_charge(self, part: _Part) -> None:
+        # the data itself goes when the last request holding the part is answered
         if part.charged:
             self.budget.give(part.charged)
             part.charged = 0
-        part.data = None
 
     def _drop_all(self, stream: Stream) -> None:
         for part in stream.parts.values():
