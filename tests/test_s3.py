@@ -412,6 +412,92 @@ def test_truncated_body_is_retried_never_served(s3_lake: Lake, tmp_path: Path,
     assert cut["left"] == 0
 
 
+# -- the signed-GET fast path (elliptio/store/s3get.py) ----------------------------------------
+class CountingClient:
+    """The real client, counting botocore get_object calls."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.gets = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def get_object(self, **kw: Any) -> Any:
+        self.gets += 1
+        return self._real.get_object(**kw)
+
+
+def test_ranged_reads_take_the_signed_fast_path(s3_lake: Lake, tmp_path: Path) -> None:
+    """read_range is answered without botocore — the server accepted our own signature,
+    for keys that need percent-encoding too — with the exact bytes; a range past the end
+    falls back to botocore and keeps its meaning (the bytes that exist)."""
+    data = os.urandom(300_000)
+    names = ["plain.bin", "a b+c=d&e%f ü~(1).bin", "sub dir/x;y,z@$!'*.bin"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_bytes(data)
+    a = s3_lake.save([str(tmp_path / n) for n in names[:2]] + [str(tmp_path / "sub dir")])
+    store = s3_lake.store
+    counting = CountingClient(store.client)
+    store._client = counting  # type: ignore[attr-defined]
+    for n in ("plain.bin", "a b+c=d&e%f ü~(1).bin", "sub dir/x;y,z@$!'*.bin"):
+        key = a.files[n].object
+        for off, size in ((0, 4096), (123_456, 1), (0, len(data)), (len(data) - 10, 10)):
+            assert store.read_range(key, off, size) == data[off:off + size]
+    assert counting.gets == 0, "the fast path fell back to botocore"
+    key = a.files["plain.bin"].object
+    assert store.read_range(key, len(data) - 5, 100) == data[-5:]
+    assert store.read_range(key, len(data) + 10, 100) == b""
+    assert counting.gets == 2  # those two went through botocore
+
+
+def test_fast_path_falls_back_on_dead_connections_and_wrong_credentials(
+        s3_lake: Lake, tmp_path: Path, s3_lake_env, monkeypatch) -> None:
+    """A keep-alive connection the server dropped, or credentials the server refuses:
+    the request is repeated through botocore, which gives the bytes, or the one clear
+    error it gives for everything else — the secret in neither."""
+    import socket
+
+    data = os.urandom(50_000)
+    (tmp_path / "f.bin").write_bytes(data)
+    a = s3_lake.save([str(tmp_path / "f.bin")])
+    key = a.files["f.bin"].object
+    store = s3_lake.store
+    assert store.read_range(key, 0, 100) == data[:100]
+    fast = store._fast_getter()  # type: ignore[attr-defined]
+    assert fast is not None and fast._idle
+    for conn in fast._idle:  # as if the server had closed its idle connections
+        conn.sock.shutdown(socket.SHUT_RDWR)
+    counting = CountingClient(store.client)
+    store._client = counting  # type: ignore[attr-defined]
+    assert store.read_range(key, 1000, 5000) == data[1000:6000]
+    assert store.read_range(key, 7000, 5000) == data[7000:12000]
+    assert counting.gets <= 1  # at most the request on the dead connection fell back
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+    wrong = s3mod.S3Store(s3_lake_env["ELLIPTIO_STORE"])
+    try:
+        assert wrong._fast_getter() is not None  # type: ignore[attr-defined]
+        with pytest.raises(StorageError) as err:
+            wrong.read_range(key, 0, 100)
+        assert "wrong-secret-value" not in str(err.value)
+        assert "SignatureDoesNotMatch" in str(err.value) or "denied" in str(err.value).lower() \
+            or "403" in str(err.value)
+    finally:
+        wrong.close()
+
+
+def test_fast_path_is_off_where_it_cannot_mirror_the_client(s3_lake: Lake,
+                                                             monkeypatch) -> None:
+    from elliptio.store import s3get
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    assert s3get.for_client(s3_lake.store.client, s3_lake.store.bucket) is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert s3get.for_client(s3_lake.store.client, s3_lake.store.bucket) is not None
+
+
 def test_cli_shows_progress_for_large_transfers(s3_lake_env, tmp_path: Path) -> None:
     """On a terminal, `eio save` and `eio get` of a large file draw a progress bar."""
     import pty

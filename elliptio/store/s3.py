@@ -24,7 +24,8 @@ Writes
     ``eio fsck`` finds (:meth:`S3Store.list_artifact_dirs`) and removes.
 
 Reads
-    Ranged GETs; :meth:`S3Store.download` fetches large objects in parallel ranges and
+    Ranged GETs (:meth:`S3Store.read_range`: signed by :mod:`.s3get` without botocore's
+    per-request cost, falling back to botocore for anything but the happy path); :meth:`S3Store.download` fetches large objects in parallel ranges and
     hashes them in order while writing, so the caller can compare with the recorded sha256.
 
 Retries
@@ -59,7 +60,9 @@ from ..errors import (
     UsageError,
 )
 from .base import Digest, Progress, Staged, Store, artifact_dirs_of
+from . import s3get
 from .retry import retry
+from .s3get import Fallback, SignedGetter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -256,6 +259,8 @@ class S3Store(Store):
         self._locked: bool | None = None  # learnt from the bucket on first write
         self._init_lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None
+        self._fast: SignedGetter | None = None
+        self._fast_for: Any = None  # the client _fast mirrors
 
     # -- plumbing ----------------------------------------------------------------------
     @property
@@ -420,7 +425,26 @@ class S3Store(Store):
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""
+        fast = self._fast_getter()
+        if fast is not None:
+            try:
+                return fast.get_range(self._key(key), offset, length)
+            except Fallback as exc:  # botocore repeats it: its errors, its retries
+                log.debug("%s: fast GET fell back to botocore (%s)", key, exc)
         return self._get(key, f"bytes={offset}-{offset + length - 1}", length)
+
+    def _fast_getter(self) -> SignedGetter | None:
+        """The signed-GET fast path for this store's client (see :mod:`.s3get`); rebuilt
+        when the client is replaced, ``None`` where it cannot mirror the client."""
+        client = self.client
+        if self._fast_for is not client:
+            with self._init_lock:
+                if self._fast_for is not client:
+                    if self._fast is not None:
+                        self._fast.close()
+                    self._fast = s3get.for_client(client, self.bucket)
+                    self._fast_for = client
+        return self._fast
 
     def read_bytes(self, key: str) -> bytes:
         return self._get(key)
@@ -654,6 +678,9 @@ class S3Store(Store):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._fast is not None:
+            self._fast.close()
+            self._fast, self._fast_for = None, None
         if self._client is not None:
             self._client.close()
             self._client = None
