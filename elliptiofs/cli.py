@@ -257,6 +257,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
     from .outbox import Outbox
     from .reader import Reader
     from .readlog import ReadLog, ReadLogError
+    from .scan import ScanAhead
     from .tree import Tree
 
     async with contextlib.AsyncExitStack() as stack:
@@ -274,9 +275,11 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)  # LIFO: runs before the nursery waits
         reader = Reader(lake.store, nursery, budget=args.cache_mb << 20)
-        ops = Operations(Tree(lake), reader, readlog, scope=args.scope,
+        tree = Tree(lake)
+        scan = ScanAhead(tree.catalogue.find, reader, nursery, trio.CapacityLimiter(2))
+        ops = Operations(tree, reader, readlog, scope=args.scope,
                          inline_catalogue=settings.catalogue.startswith("sqlite:"),
-                         outbox=outbox)
+                         outbox=outbox, scan=scan)
         ops.enable_writeback_cache = args.writeback  # read by pyfuse3.init
         ensure_fusectl()
         options = {"fsname=elliptiofs", "subtype=elliptiofs", "auto_unmount", "noatime"}

@@ -46,6 +46,7 @@ from elliptio.errors import (
 
 from .reader import Reader
 from .readlog import ReadLog, ReadLogError, scope_for
+from .scan import ScanAhead, session_of
 from .tree import Entry, Inodes, Kind, Node, Tree, owner_of
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class Operations(pyfuse3.Operations):
 
     def __init__(self, tree: Tree, reader: Reader, readlog: ReadLog | None, *,
                  scope: str = "session", inline_catalogue: bool = True,
-                 outbox: OutboxOps | None = None) -> None:
+                 outbox: OutboxOps | None = None, scan: ScanAhead | None = None) -> None:
         super().__init__()
         self.tree = tree
         self.reader = reader
@@ -184,6 +185,7 @@ class Operations(pyfuse3.Operations):
         self.scope = scope
         self.inline_catalogue = inline_catalogue
         self.outbox = outbox
+        self.scan = scan
         self.inodes = Inodes(tree.root())
         self._dirs: dict[int, _Dir] = {}
         self._files: dict[int, tuple[str, int]] = {}  # fh -> ("reader"|"outbox", their fh)
@@ -372,6 +374,8 @@ class Operations(pyfuse3.Operations):
         node = await self._sized(node)
         if node.user_file and self.readlog is not None:
             self._record_read(node, ctx)
+        if node.user_file and self.scan is not None:
+            self.scan.opened(session_of(ctx.pid), node)
         assert node.object is not None
         fh = self._fh()
         self._files[fh] = ("reader", self.reader.open(node.object, node.size))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from collections import OrderedDict
 from itertools import count
 
 import trio
@@ -42,6 +43,13 @@ SLACK = 16 << 20
 DEFAULT_BUDGET = 256 << 20
 #: store requests in flight at once
 DEFAULT_IO_THREADS = 16
+#: of which prefetches of small files (elliptiofs.scan) may take
+PREFETCH_THREADS = 8
+#: prefetched objects kept at most, and for at most this many seconds unless opened
+PREFETCH_MAX = 256
+PREFETCH_TTL = 30.0
+#: small objects remembered as read whole (not prefetched again)
+SERVED_MAX = 65536
 
 
 class Budget:
@@ -68,7 +76,7 @@ class Budget:
 
 
 class _Part:
-    __slots__ = ("start", "length", "done", "data", "error", "charged", "dropped")
+    __slots__ = ("start", "length", "done", "data", "error", "charged", "dropped", "born")
 
     def __init__(self, start: int, length: int, charged: int) -> None:
         self.start = start
@@ -78,6 +86,7 @@ class _Part:
         self.error: BaseException | None = None
         self.charged = charged
         self.dropped = False
+        self.born = 0.0
 
 
 class Stream:
@@ -105,6 +114,14 @@ class Reader:
         self._limiter = trio.CapacityLimiter(io_threads)
         self._streams: dict[int, Stream] = {}
         self._fh = count(1)
+        # whole small objects fetched ahead of their open (scan read-ahead), oldest first
+        self._prefetched: OrderedDict[str, _Part] = OrderedDict()
+        self._prefetched_bytes = 0
+        self._prefetch_limiter = trio.CapacityLimiter(PREFETCH_THREADS)
+        # small objects recently read whole through the mount: opened with keep_cache,
+        # their pages are most likely still in the kernel's page cache (a second pass of
+        # a scan is served there; prefetching them again would only cost GETs)
+        self._served: OrderedDict[str, None] = OrderedDict()
 
     @property
     def store(self) -> Store:
@@ -113,12 +130,47 @@ class Reader:
 
     def open(self, key: str, size: int) -> int:
         fh = next(self._fh)
-        self._streams[fh] = Stream(key, size)
+        stream = self._streams[fh] = Stream(key, size)
+        part = self._prefetched.pop(key, None)
+        if part is not None:
+            self._prefetched_bytes -= part.length
+            if part.length == size and part.error is None:
+                stream.parts[0] = part  # the stream owns it now (released with it)
+            else:
+                self._drop(part)
         return fh
+
+    def prefetch(self, key: str, size: int) -> None:
+        """Fetch the whole (small) object *key* now, for an ``open`` expected soon
+        (:mod:`elliptiofs.scan`). Within a quarter of the memory budget; the oldest
+        prefetches not opened within :data:`PREFETCH_TTL` seconds are dropped."""
+        now = trio.current_time()
+        while self._prefetched:
+            oldest_key, oldest = next(iter(self._prefetched.items()))
+            if oldest.born > now - PREFETCH_TTL and len(self._prefetched) < PREFETCH_MAX:
+                break
+            del self._prefetched[oldest_key]
+            self._prefetched_bytes -= oldest.length
+            self._drop(oldest)
+        if key in self._prefetched or key in self._served or not 0 < size <= PART:
+            return
+        if self._prefetched_bytes + size > self.budget.limit // 4 \
+                or not self.budget.try_take(size):
+            return
+        part = _Part(0, size, size)
+        part.born = now
+        self._prefetched[key] = part
+        self._prefetched_bytes += size
+        self._nursery.start_soon(self._fill, key, part, self._prefetch_limiter)
 
     def release(self, fh: int) -> None:
         stream = self._streams.pop(fh, None)
         if stream is not None:
+            if stream.size <= PART and stream.next_off >= stream.size:
+                self._served[stream.key] = None
+                self._served.move_to_end(stream.key)
+                if len(self._served) > SERVED_MAX:
+                    self._served.popitem(last=False)
             for part in stream.parts.values():
                 self._drop(part)
             stream.parts.clear()
@@ -199,9 +251,10 @@ class Reader:
         self._nursery.start_soon(self._fill, stream.key, part)
         return True
 
-    async def _fill(self, key: str, part: _Part) -> None:
+    async def _fill(self, key: str, part: _Part,
+                    limiter: trio.CapacityLimiter | None = None) -> None:
         try:
-            part.data = await self._fetch_exact(key, part.start, part.length)
+            part.data = await self._fetch_exact(key, part.start, part.length, limiter)
         except Exception as exc:  # delivered to the reader, which maps it to EIO
             part.error = exc
         finally:
@@ -226,11 +279,12 @@ class Reader:
             self._drop(part)
         stream.parts.clear()
 
-    async def _fetch_exact(self, key: str, off: int, length: int) -> bytes:
+    async def _fetch_exact(self, key: str, off: int, length: int,
+                           limiter: trio.CapacityLimiter | None = None) -> bytes:
         store = self.store
         try:
             data = await trio.to_thread.run_sync(store.read_range, key, off, length,
-                                                 limiter=self._limiter)
+                                                 limiter=limiter or self._limiter)
         except NotFound as exc:
             # the catalogue lists the file, so a missing object is a store failure (EIO)
             raise StorageError(f"{key}: object missing from the store") from exc

@@ -179,6 +179,28 @@ def test_mount_is_tuned_after_init(populated, lake_mount):
     assert got == populated["big"]
 
 
+def test_scanning_small_files_reads_the_right_bytes(store_env, lake_mount, tmp_path):
+    """`cat` of one small file per artifact across 30 artifacts (what scan read-ahead
+    prefetches), in glob order and in the reverse: every byte right, also a second time."""
+    lake = Lake(Settings.load())
+    expected = {}
+    for i in range(30):
+        f = tmp_path / f"s{i}" / "m.json"
+        f.parent.mkdir()
+        f.write_bytes(b'{"run": %d, "loss": %s}\n' % (i, os.urandom(6).hex().encode()))
+        expected[lake.save([str(f)], based_on=[]).id] = f.read_bytes()
+    lake.close()
+    m = lake_mount()
+    ids = sorted(expected)
+    glob = subprocess.run(f"cat {m.path}/artifacts/*/m.json", shell=True,
+                          capture_output=True, check=True).stdout
+    assert glob == b"".join(expected[i] for i in ids)
+    paths = [str(m.path / "artifacts" / i / "m.json") for i in reversed(ids)]
+    for _ in range(2):
+        out = subprocess.run(["cat", *paths], capture_output=True, check=True).stdout
+        assert out == b"".join(expected[i] for i in reversed(ids))
+
+
 def test_sigterm_unmounts_cleanly(populated, lake_mount):
     m = lake_mount()
     assert sorted(os.listdir(m.path / "by-user")) == ["andy", "brenda"]

@@ -24,6 +24,7 @@ from elliptiofs import reader as reader_mod
 from elliptiofs.ops import Operations
 from elliptiofs.reader import Reader
 from elliptiofs.readlog import ReadLog, scope_for
+from elliptiofs.scan import ScanAhead
 from elliptiofs.tree import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind, Tree
 
 CTX = SimpleNamespace(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), umask=0o022)
@@ -60,14 +61,18 @@ class Flaky:
 
 
 def with_ops(lake: Lake, fn: Callable[[Operations], Any], *, readlog: ReadLog | None = None,
-             scope: str = "session") -> Any:
-    """Run ``await fn(ops)`` under trio with a reader nursery, as the daemon does."""
+             scope: str = "session", scan: bool = False) -> Any:
+    """Run ``await fn(ops)`` under trio with a reader nursery, as the daemon does (with
+    scan read-ahead if *scan*)."""
     result: list[Any] = []
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            ops = Operations(Tree(lake), Reader(lambda: lake.store, nursery), readlog,
-                             scope=scope)
+            reader = Reader(lambda: lake.store, nursery)
+            tree = Tree(lake)
+            ahead = ScanAhead(tree.catalogue.find, reader, nursery,
+                              trio.CapacityLimiter(2)) if scan else None
+            ops = Operations(tree, reader, readlog, scope=scope, scan=ahead)
             result.append(await fn(ops))
             nursery.cancel_scope.cancel()
 
@@ -335,6 +340,82 @@ def test_concurrent_out_of_order_reads_are_right_and_fetched_once(lake, saved, m
         assert ops.reader.budget.used == 0
 
     with_ops(counted, check)
+
+
+@pytest.fixture
+def series(lake: Lake, tmp_path):
+    """20 artifacts of andy with a small m.json each (and a big file), 5 of brenda's
+    between them in time; returns andy's ids (ascending) and their m.json bytes."""
+    ids, data = [], {}
+    for i in range(20):
+        d = tmp_path / f"a{i}"
+        d.mkdir()
+        (d / "m.json").write_bytes(b'{"i": %d, "r": "%s"}' % (i, os.urandom(8).hex().encode()))
+        (d / "big.bin").write_bytes(b"B" * (2 << 20))
+        a = lake.save([str(d / "m.json"), str(d / "big.bin")], based_on=[])
+        ids.append(a.id)
+        data[a.id] = (d / "m.json").read_bytes()
+        if i % 4 == 0:
+            (d / "other.txt").write_text("x")
+            Lake(lake.settings.__class__.load(user="brenda")).save([str(d / "other.txt")],
+                                                                    based_on=[])
+    return ids, data
+
+
+def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
+    """Opening m.json of andy's artifacts in id order (either direction) has the reader
+    fetch the next ones before they are opened: their opens then cost no GET, the bytes
+    are right, lineage holds only what was opened, and memory comes back. Out of order,
+    another path, or a big file: nothing is prefetched."""
+    ids, data = series
+    readlog = ReadLog(str(tmp_path / "readlog.sqlite"))
+    store = CountingStore(lake.store)
+    counted = Lake(lake.settings, store=store, catalogue=lake.catalogue)  # type: ignore[arg-type]
+
+    async def read_all(ops: Operations, order: list[str], name: str = "m.json") -> list[int]:
+        """Open+read+release each; the bytes fetched by the read itself, per file."""
+        fetched_by_read = []
+        for aid in order:
+            ino = await walk(ops, "artifacts", aid, name)
+            info = await ops.open(ino, os.O_RDONLY, CTX)
+            await trio.sleep(0.05)  # the reader's prefetches run meanwhile
+            before = store.fetched
+            got = bytes(await ops.read(info.fh, 0, 1 << 16))
+            fetched_by_read.append(store.fetched - before)
+            if name == "m.json":
+                assert got == data[aid]
+            await ops.release(info.fh)
+        return fetched_by_read
+
+    async def ascending(ops: Operations) -> None:
+        # as `cat artifacts/*/m.json`: after two opens, the reads fetch nothing
+        by_read = await read_all(ops, ids[:12])
+        assert by_read[:2] == [len(data[ids[0]]), len(data[ids[1]])]
+        assert by_read[3:] == [0] * 9, by_read
+        # lineage: only the 12 opened, not the prefetched ones beyond
+        assert set(readlog.artifacts_for(scope_for(CTX.pid, CTX.uid))) == set(ids[:12])
+        # what is held is the prefetch cache's, within its quarter of the budget
+        await trio.sleep(0.1)
+        assert 0 < ops.reader.budget.used == ops.reader._prefetched_bytes
+        assert ops.reader._prefetched_bytes <= ops.reader.budget.limit // 4
+
+    async def descending(ops: Operations) -> None:
+        # as a newest-first listing
+        by_read = await read_all(ops, ids[19:11:-1])
+        assert by_read[3:] == [0] * 5, by_read
+
+    async def jumpy(ops: Operations) -> None:
+        # directions alternate: every read fetches its own bytes
+        order = [ids[5], ids[9], ids[2], ids[7], ids[1]]
+        assert await read_all(ops, order) == [len(data[a]) for a in order]
+
+    async def big_files(ops: Operations) -> None:
+        await read_all(ops, ids[:4], name="big.bin")
+        await trio.sleep(0.1)
+        assert not ops.reader._prefetched  # not read ahead across artifacts
+
+    for phase in (ascending, descending, jumpy, big_files):
+        with_ops(counted, phase, readlog=readlog, scan=True)
 
 
 def test_store_and_catalogue_failures_are_eio_and_pass(lake, saved):

@@ -1,0 +1,154 @@
+"""Read-ahead across artifacts: the next small files of a scan are fetched before they are
+opened.
+
+Reading one small file per artifact, artifact after artifact, is the common way a lake is
+consumed (``cat artifacts/*/metrics.json``, a loader walking ``by-user/andy/``). Each such
+file costs a GET (about 0.7 ms on a nearby server, far more on a remote one) that kernel
+read-ahead cannot hide: it never crosses a file. The mount can, because it knows the
+order: artifact ids sort by creation time, and every directory of artifacts lists them in
+id order (a shell glob sorts them ascending, a listing shows them newest first).
+
+:class:`ScanAhead` watches the opens of small user files (at most :data:`SMALL_MAX`
+bytes). Per reader session (the kernel's session id of the opening process: one shell
+loop, one ``cat`` or one job script), once two opens in a row are the same relative path
+(``metrics.json``, ``eval/scores.csv``) of two artifacts in id order, it asks the
+catalogue for the next artifacts in that direction (those of the same user when both
+were the same user's, as in ``by-user/andy/``) and has the reader fetch that file of
+each of them (:meth:`~elliptiofs.reader.Reader.prefetch`). The window starts at
+:data:`FIRST_WINDOW` artifacts and doubles up to :data:`MAX_WINDOW`; the next window is
+asked for when the reader is half-way through the current one. An open out of order, past
+the window, of another path, or of a large file ends the scan (and may start a new one).
+
+Prefetched bytes are charged to the reader's memory budget (at most a quarter of it) and
+are dropped when not opened soon; an open finds them by store key, so deduplicated files
+are found too. Lineage is still recorded by ``open()``: a prefetched file that is never
+opened is never a ``based_on``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from elliptio.query import Query
+
+from .reader import Reader
+from .tree import Node
+
+log = logging.getLogger(__name__)
+
+#: files up to this size are read ahead across artifacts
+SMALL_MAX = 1 << 20
+FIRST_WINDOW = 8
+MAX_WINDOW = 64
+#: reader sessions tracked at once (least recently active forgotten first)
+TRACKED = 256
+
+
+def session_of(pid: int) -> int:
+    """The session id of *pid* (the key of a scan); the pid itself if it is gone or not
+    visible (0 for a reader in another pid namespace)."""
+    try:
+        return os.getsid(pid) if pid > 0 else 0
+    except OSError:
+        return pid
+
+
+class _Scan:
+    __slots__ = ("last", "rel", "user", "same_user", "order", "window", "planned_to",
+                 "refill_at", "planning")
+
+    def __init__(self, node: Node) -> None:
+        self.last: str = node.artifact or ""
+        self.rel: tuple[str, ...] = node.path[2:]
+        self.user = node.user
+        self.same_user = True
+        self.order: str | None = None  # "oldest" (ascending ids) or "newest"
+        self.window = FIRST_WINDOW
+        self.planned_to: str | None = None  # the last artifact asked for
+        self.refill_at: str | None = None  # ask for the next window once this is opened
+        self.planning = False
+
+
+class ScanAhead:
+    """Detects scans (see the module docstring) and has *reader* prefetch ahead of them.
+
+    *find* is the catalogue's ``find`` (run in a worker thread); *nursery* runs the
+    catalogue queries. Call :meth:`opened` on the trio thread for every open of a user
+    file; it never blocks."""
+
+    def __init__(self, find: Callable[[Query], list[dict[str, Any]]], reader: Reader,
+                 nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> None:
+        self._find = find
+        self._reader = reader
+        self._nursery = nursery
+        self._limiter = limiter
+        self._scans: OrderedDict[int, _Scan] = OrderedDict()
+
+    def opened(self, session: int, node: Node) -> None:
+        if node.artifact is None or not 0 < node.size <= SMALL_MAX:
+            self._scans.pop(session, None)
+            return
+        s = self._scans.get(session)
+        rel = node.path[2:]
+        order = None
+        if s is not None and s.rel == rel:
+            if node.artifact > s.last:
+                order = "oldest"
+            elif node.artifact < s.last:
+                order = "newest"
+        if s is not None and order is not None and s.planned_to is not None and (
+                node.artifact > s.planned_to if order == "oldest"
+                else node.artifact < s.planned_to):
+            order = None  # a jump past the window: a new scan, if it is one
+        if s is None or order is None or (s.order is not None and order != s.order):
+            self._scans[session] = _Scan(node)
+            self._scans.move_to_end(session)
+            while len(self._scans) > TRACKED:
+                self._scans.popitem(last=False)
+            return
+        self._scans.move_to_end(session)
+        s.order = order
+        s.same_user = s.same_user and node.user == s.user
+        s.last = node.artifact
+        if s.planning:
+            return
+        if s.planned_to is not None:
+            ahead = (node.artifact < s.refill_at) if order == "oldest" \
+                else (node.artifact > s.refill_at)  # type: ignore[operator]
+            if ahead:
+                return  # still well inside the window already fetched
+            start = s.planned_to if s.planned_to != node.artifact else node.artifact
+        else:
+            start = node.artifact
+        s.planning = True
+        self._nursery.start_soon(self._plan, s, start)
+
+    async def _plan(self, s: _Scan, start: str) -> None:
+        q = Query(user=s.user if s.same_user else None, order=s.order or "oldest",
+                  after=start, limit=s.window)
+        rel = "/".join(s.rel)
+        try:
+            items = await trio.to_thread.run_sync(self._find, q, limiter=self._limiter)
+        except Exception as exc:  # a hint only: the reads themselves will say what fails
+            log.debug("scan read-ahead after %s: %s", start, exc)
+            items = []
+        finally:
+            s.planning = False
+        for md in items:
+            for f in md.get("files") or ():
+                if f.get("path") == rel and 0 < int(f.get("size", 0)) <= SMALL_MAX:
+                    self._reader.prefetch(f["object"], int(f["size"]))
+                    break
+        if items:
+            ids = [md["id"] for md in items]
+            s.planned_to = ids[-1]
+            s.refill_at = ids[len(ids) // 2]
+            s.window = min(MAX_WINDOW, s.window * 2)
+        else:
+            s.planned_to = s.refill_at = start  # nothing further yet: asked again past it
