@@ -434,11 +434,15 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         node = self.inodes.get(inode)
         key = os.fsdecode(name)
+        if not key.startswith("user."):
+            # Only the user.* namespace exists here; for the others the answer is the
+            # VFS's own for a namespace a filesystem has no handler for (EOPNOTSUPP).
+            # `ls -l` probes security.selinux of every entry, but remembers per device
+            # that it is unsupported: one round trip per listing instead of one per entry.
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         if node.in_outbox and self.outbox is not None:
             value = self.outbox.getxattr(node, key, ctx)
         elif not key.startswith("user.eio."):
-            # `ls -l` probes security.selinux and the POSIX ACLs of every entry: answer
-            # before building anything (this is most of a cold `ls -l`)
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         else:
             value = self.tree.xattrs(node).get(key)

@@ -770,8 +770,7 @@ class Outbox:
         return out
 
     def getxattr(self, node: Node, name: str, ctx: Any) -> bytes | None:
-        if not name.startswith("user."):
-            return None  # ls -l probes security.* and ACLs of every entry
+        """A ``user.*`` attribute (the other namespaces are refused before: ops)."""
         item = self._item(node)
         self._check_owner(item, ctx)
         return self._xattrs(item).get(name)

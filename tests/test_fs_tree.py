@@ -450,7 +450,10 @@ def test_xattrs(lake, saved):
         assert await ops.getxattr(f, b"user.eio.sha256", CTX) == \
             hashlib.sha256(saved.big).hexdigest().encode()
         assert (await ops.getxattr(f, b"user.eio.url", CTX)).startswith(b"file:///")
-        assert await errno_of(ops.getxattr(f, b"security.selinux", CTX)) == pyfuse3.ENOATTR
+        assert await errno_of(ops.getxattr(f, b"security.selinux", CTX)) == errno.EOPNOTSUPP
+        assert await errno_of(ops.getxattr(f, b"system.posix_acl_access", CTX)) \
+            == errno.EOPNOTSUPP
+        assert await errno_of(ops.getxattr(f, b"user.other", CTX)) == pyfuse3.ENOATTR
         assert await ops.listxattr(ROOT_INODE, CTX) == []
 
     with_ops(lake, check)
