@@ -84,8 +84,28 @@ def _boot_id() -> str:
 _BOOT = _boot_id()
 
 
+#: how long a process's start time is reused without reading /proc again (s): a scan of
+#: many files opens one after the other from one session; a pid is not handed out again
+#: within a second unless the pid space wraps around that fast
+START_TTL = 1.0
+_starts: dict[int, tuple[float, str | None]] = {}
+
+
 def _start_time(pid: int) -> str | None:
-    """The start time of *pid* in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    """The start time of *pid* in clock ticks since boot (field 22 of /proc/<pid>/stat),
+    remembered for :data:`START_TTL` seconds."""
+    now = time.monotonic()
+    hit = _starts.get(pid)
+    if hit is not None and now - hit[0] < START_TTL:
+        return hit[1]
+    start = _read_start_time(pid)
+    if len(_starts) > 4096:
+        _starts.clear()
+    _starts[pid] = (now, start)
+    return start
+
+
+def _read_start_time(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
