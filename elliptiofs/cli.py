@@ -86,7 +86,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "into the outbox into large requests; see docs/mount.md)")
     p.add_argument("--cache-mb", type=int, default=256,
                    help="memory for read-ahead across all open files (MiB, default 256)")
-    return p.parse_args(argv)
+    p.add_argument("--scan-ahead", type=int, default=64, metavar="N",
+                   help="when a process reads the same small file of artifact after "
+                        "artifact, fetch it from up to N artifacts ahead (default 64; 0: "
+                        "off, e.g. where every GET is billed)")
+    args = p.parse_args(argv)
+    if args.scan_ahead < 0 or args.cache_mb < 1:
+        p.error("--scan-ahead must be 0 or more and --cache-mb at least 1")
+    return args
 
 
 # -- checks before mounting ----------------------------------------------------------------
@@ -276,7 +283,8 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         stack.callback(nursery.cancel_scope.cancel)  # LIFO: runs before the nursery waits
         reader = Reader(lake.store, nursery, budget=args.cache_mb << 20)
         tree = Tree(lake)
-        scan = ScanAhead(tree.catalogue.find, reader, nursery, trio.CapacityLimiter(2))
+        scan = ScanAhead(tree.catalogue.find, reader, nursery, trio.CapacityLimiter(2),
+                         max_window=args.scan_ahead) if args.scan_ahead else None
         ops = Operations(tree, reader, readlog, scope=args.scope,
                          inline_catalogue=settings.catalogue.startswith("sqlite:"),
                          outbox=outbox, scan=scan)

@@ -128,7 +128,22 @@ class Reader:
         s = self._store
         return s if isinstance(s, Store) else s()
 
+    def _expire_prefetched(self) -> float:
+        """Drop prefetches older than :data:`PREFETCH_TTL` (and beyond
+        :data:`PREFETCH_MAX`); returns the current trio time."""
+        now = trio.current_time()
+        while self._prefetched:
+            oldest_key, oldest = next(iter(self._prefetched.items()))
+            if oldest.born > now - PREFETCH_TTL and len(self._prefetched) < PREFETCH_MAX:
+                break
+            del self._prefetched[oldest_key]
+            self._prefetched_bytes -= oldest.length
+            self._drop(oldest)
+        return now
+
     def open(self, key: str, size: int) -> int:
+        if self._prefetched:
+            self._expire_prefetched()
         fh = next(self._fh)
         stream = self._streams[fh] = Stream(key, size)
         part = self._prefetched.pop(key, None)
@@ -144,14 +159,7 @@ class Reader:
         """Fetch the whole (small) object *key* now, for an ``open`` expected soon
         (:mod:`elliptiofs.scan`). Within a quarter of the memory budget; the oldest
         prefetches not opened within :data:`PREFETCH_TTL` seconds are dropped."""
-        now = trio.current_time()
-        while self._prefetched:
-            oldest_key, oldest = next(iter(self._prefetched.items()))
-            if oldest.born > now - PREFETCH_TTL and len(self._prefetched) < PREFETCH_MAX:
-                break
-            del self._prefetched[oldest_key]
-            self._prefetched_bytes -= oldest.length
-            self._drop(oldest)
+        now = self._expire_prefetched()
         if key in self._prefetched or key in self._served or not 0 < size <= PART:
             return
         if self._prefetched_bytes + size > self.budget.limit // 4 \

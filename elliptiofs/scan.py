@@ -15,7 +15,8 @@ loop, one ``cat`` or one job script), once two opens in a row are the same relat
 catalogue for the next artifacts in that direction (those of the same user when both
 were the same user's, as in ``by-user/andy/``) and has the reader fetch that file of
 each of them (:meth:`~elliptiofs.reader.Reader.prefetch`). The window starts at
-:data:`FIRST_WINDOW` artifacts and doubles up to :data:`MAX_WINDOW`; the next window is
+:data:`FIRST_WINDOW` artifacts and doubles up to :data:`MAX_WINDOW` (``elliptiofs
+--scan-ahead N``; 0 turns this off); the next window is
 asked for when the reader is half-way through the current one. An open out of order, past
 the window, of another path, or of a large file ends the scan (and may start a new one).
 
@@ -83,8 +84,10 @@ class ScanAhead:
     file; it never blocks."""
 
     def __init__(self, find: Callable[[Query], list[dict[str, Any]]], reader: Reader,
-                 nursery: trio.Nursery, limiter: trio.CapacityLimiter) -> None:
+                 nursery: trio.Nursery, limiter: trio.CapacityLimiter, *,
+                 max_window: int = MAX_WINDOW) -> None:
         self._find = find
+        self.max_window = max_window
         self._reader = reader
         self._nursery = nursery
         self._limiter = limiter
@@ -131,7 +134,7 @@ class ScanAhead:
 
     async def _plan(self, s: _Scan, start: str) -> None:
         q = Query(user=s.user if s.same_user else None, order=s.order or "oldest",
-                  after=start, limit=s.window)
+                  after=start, limit=min(s.window, self.max_window))
         rel = "/".join(s.rel)
         try:
             items = await trio.to_thread.run_sync(self._find, q, limiter=self._limiter)
@@ -149,6 +152,6 @@ class ScanAhead:
             ids = [md["id"] for md in items]
             s.planned_to = ids[-1]
             s.refill_at = ids[len(ids) // 2]
-            s.window = min(MAX_WINDOW, s.window * 2)
+            s.window = min(self.max_window, s.window * 2)
         else:
             s.planned_to = s.refill_at = start  # nothing further yet: asked again past it

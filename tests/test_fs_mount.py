@@ -190,8 +190,14 @@ def test_scanning_small_files_reads_the_right_bytes(store_env, lake_mount, tmp_p
         f.write_bytes(b'{"run": %d, "loss": %s}\n' % (i, os.urandom(6).hex().encode()))
         expected[lake.save([str(f)], based_on=[]).id] = f.read_bytes()
     lake.close()
-    m = lake_mount()
     ids = sorted(expected)
+    for args in ((), ("--scan-ahead", "0")):
+        m = lake_mount(*args)
+        _cat_scans(m, ids, expected)
+        m.unmount()
+
+
+def _cat_scans(m, ids: list[str], expected: dict[str, bytes]) -> None:
     glob = subprocess.run(f"cat {m.path}/artifacts/*/m.json", shell=True,
                           capture_output=True, check=True).stdout
     assert glob == b"".join(expected[i] for i in ids)
@@ -244,6 +250,12 @@ def test_daemon_mode_and_start_errors(populated, store_env, tmp_path):
     bad = subprocess.run([*cmd, str(mnt)], capture_output=True, text=True, timeout=30,
                          env={**env, "ELLIPTIO_CATALOGUE": "nosuch://x"})
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert not os.path.ismount(mnt)
+    for opts in (["--scan-ahead", "-1"], ["--cache-mb", "0"], ["--scan-ahead", "many"]):
+        bad = subprocess.run([*cmd, str(mnt), *opts], capture_output=True, text=True,
+                             timeout=30, env=env)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.strip().splitlines()[-1].startswith("elliptiofs: error:")
     assert not os.path.ismount(mnt)
 
     res = subprocess.run([*cmd, str(mnt), "--log", str(tmp_path / "bg.log")], env=env,
