@@ -452,38 +452,51 @@ def test_ranged_reads_take_the_signed_fast_path(s3_lake: Lake, tmp_path: Path) -
     assert counting.gets == 2  # those two went through botocore
 
 
-def test_fast_path_falls_back_on_dead_connections_and_wrong_credentials(
-        s3_lake: Lake, tmp_path: Path, s3_lake_env, monkeypatch) -> None:
-    """A keep-alive connection the server dropped, or credentials the server refuses:
-    the request is repeated through botocore, which gives the bytes, or the one clear
-    error it gives for everything else — the secret in neither."""
+def test_fast_path_survives_dead_connections_and_falls_back_on_refusals(
+        s3_lake: Lake, tmp_path: Path, s3_lake_env, monkeypatch, caplog) -> None:
+    """Idle keep-alive connections the server dropped are replaced without falling back;
+    credentials the server refuses: the request is repeated through botocore, which gives
+    the one clear error (the secret nowhere), and after MAX_FAILURES such refusals in a
+    row the fast path is switched off with one warning. Reads past the end fall back
+    without counting against it."""
     import socket
+
+    from elliptio.store import s3get
 
     data = os.urandom(50_000)
     (tmp_path / "f.bin").write_bytes(data)
     a = s3_lake.save([str(tmp_path / "f.bin")])
     key = a.files["f.bin"].object
     store = s3_lake.store
+    botocore_gets = []
+    real_get = store._get  # type: ignore[attr-defined]
+    monkeypatch.setattr(store, "_get", lambda *a, **k: botocore_gets.append(a) or
+                        real_get(*a, **k))
     assert store.read_range(key, 0, 100) == data[:100]
     fast = store._fast_getter()  # type: ignore[attr-defined]
     assert fast is not None and fast._idle
     for conn in fast._idle:  # as if the server had closed its idle connections
         conn.sock.shutdown(socket.SHUT_RDWR)
-    counting = CountingClient(store.client)
-    store._client = counting  # type: ignore[attr-defined]
     assert store.read_range(key, 1000, 5000) == data[1000:6000]
     assert store.read_range(key, 7000, 5000) == data[7000:12000]
-    assert counting.gets <= 1  # at most the request on the dead connection fell back
+    assert botocore_gets == [] and fast._failures == 0
+    for _ in range(2 * s3get.MAX_FAILURES):  # past the end: botocore's answer, not a fault
+        assert store.read_range(key, len(data) - 3, 10) == data[-3:]
+    assert len(botocore_gets) == 2 * s3get.MAX_FAILURES and not fast.disabled
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
     wrong = s3mod.S3Store(s3_lake_env["ELLIPTIO_STORE"])
+    monkeypatch.setattr(s3mod, "retry", lambda fn, **kw: fn())  # one botocore attempt
     try:
-        assert wrong._fast_getter() is not None  # type: ignore[attr-defined]
-        with pytest.raises(StorageError) as err:
-            wrong.read_range(key, 0, 100)
-        assert "wrong-secret-value" not in str(err.value)
-        assert "SignatureDoesNotMatch" in str(err.value) or "denied" in str(err.value).lower() \
-            or "403" in str(err.value)
+        wrong_fast = wrong._fast_getter()  # type: ignore[attr-defined]
+        assert wrong_fast is not None
+        for _ in range(s3get.MAX_FAILURES):
+            with pytest.raises(StorageError) as err:
+                wrong.read_range(key, 0, 100)
+            assert "wrong-secret-value" not in str(err.value)
+        assert wrong_fast.disabled
+        assert [r for r in caplog.records if "fast-path" in r.getMessage()]
+        assert "wrong-secret-value" not in caplog.text
     finally:
         wrong.close()
 

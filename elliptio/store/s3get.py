@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import logging
 import os
 import ssl
 import threading
@@ -33,13 +34,22 @@ from urllib.parse import quote, urlparse
 
 PROBE = "eio-probe-key"
 UNSIGNED = "UNSIGNED-PAYLOAD"
+log = logging.getLogger(__name__)
 TIMEOUT = 60.0
 #: keep-alive connections kept for reuse (more may be open while requests run)
 MAX_IDLE = 32
+#: fast-path requests failing in a row before it is switched off for the store
+MAX_FAILURES = 8
 
 
 class Fallback(Exception):
-    """The fast path did not get the bytes; repeat the request through botocore."""
+    """The fast path did not get the bytes; repeat the request through botocore.
+    *ours*: the failure says more about the fast path (a connection or TLS failure, a
+    signature refused) than about the object (missing, range past the end, 5xx)."""
+
+    def __init__(self, message: str, ours: bool = False) -> None:
+        super().__init__(message)
+        self.ours = ours
 
 
 def for_client(client: Any, bucket: str) -> SignedGetter | None:
@@ -78,19 +88,23 @@ class SignedGetter:
         self._lock = threading.Lock()
         self._idle: list[http.client.HTTPConnection] = []  # keep-alive, LIFO
         self._closed = False
+        self._failures = 0  # in a row
+        self.disabled = False
         self._keys: dict[tuple[str, str], bytes] = {}  # (secret, date) -> signing key
         self._ssl: ssl.SSLContext | None = None
         if scheme == "https":
             self._ssl = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE"))
 
-    def _connection(self) -> http.client.HTTPConnection:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+    def _connection(self, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection, and whether it was used before (an idle keep-alive one)."""
+        if not fresh:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop(), True
         if self._ssl is not None:
             return http.client.HTTPSConnection(self.netloc, timeout=TIMEOUT,
-                                               context=self._ssl)
-        return http.client.HTTPConnection(self.netloc, timeout=TIMEOUT)
+                                               context=self._ssl), False
+        return http.client.HTTPConnection(self.netloc, timeout=TIMEOUT), False
 
     def _done_with(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -141,20 +155,48 @@ class SignedGetter:
 
     def get_range(self, s3key: str, offset: int, length: int) -> bytes:
         """Exactly *length* bytes at *offset* of *s3key*, or :class:`Fallback`."""
+        if self.disabled:
+            raise Fallback("the fast path is off for this store")
+        try:
+            body = self._get_range(s3key, offset, length)
+        except Fallback as exc:
+            if exc.ours:
+                self._failed()
+            raise
+        self._failures = 0
+        return body
+
+    def _failed(self) -> None:
+        """Count a failure of the fast path itself; after :data:`MAX_FAILURES` in a row (a TLS setup botocore
+        accepts and we do not, a server that refuses our signature) the fast path is
+        switched off, so that every read does not pay a failed attempt first."""
+        self._failures += 1
+        if self._failures >= MAX_FAILURES and not self.disabled:
+            self.disabled = True
+            log.warning("S3 ranged reads: %d fast-path requests in a row failed; reads go "
+                        "through botocore from now on", self._failures)
+
+    def _get_range(self, s3key: str, offset: int, length: int) -> bytes:
         path = self.base_path + quote(s3key, safe="/~")
         hdrs = self.headers(path, f"bytes={offset}-{offset + length - 1}")
-        conn = self._connection()
-        try:
-            conn.request("GET", path, headers=hdrs)
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise Fallback(f"{type(exc).__name__}: {exc}") from None
+        conn, reused = self._connection()
+        while True:
+            try:
+                conn.request("GET", path, headers=hdrs)
+                resp = conn.getresponse()
+                body = resp.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if reused:  # the server may have closed an idle connection: a new one
+                    conn, reused = self._connection(fresh=True)
+                    continue
+                raise Fallback(f"{type(exc).__name__}: {exc}", ours=True) from None
         if resp.will_close:
             conn.close()
         else:
             self._done_with(conn)
         if resp.status != 206 or len(body) != length:
-            raise Fallback(f"HTTP {resp.status}, {len(body)} of {length} bytes")
+            raise Fallback(f"HTTP {resp.status}, {len(body)} of {length} bytes",
+                           ours=resp.status in (400, 403))
         return body
