@@ -76,7 +76,8 @@ class Budget:
 
 
 class _Part:
-    __slots__ = ("start", "length", "done", "data", "error", "charged", "dropped", "born")
+    __slots__ = ("start", "length", "done", "data", "error", "charged", "dropped", "born",
+                 "prefetched")
 
     def __init__(self, start: int, length: int, charged: int) -> None:
         self.start = start
@@ -87,6 +88,7 @@ class _Part:
         self.charged = charged
         self.dropped = False
         self.born = 0.0
+        self.prefetched = False
 
 
 class Stream:
@@ -166,7 +168,7 @@ class Reader:
                 or not self.budget.try_take(size):
             return
         part = _Part(0, size, size)
-        part.born = now
+        part.born, part.prefetched = now, True
         self._prefetched[key] = part
         self._prefetched_bytes += size
         self._nursery.start_soon(self._fill, key, part, self._prefetch_limiter)
@@ -238,6 +240,9 @@ class Reader:
                 if stream.parts.get(part.start // PART) is part:
                     del stream.parts[part.start // PART]
                     self._drop(part)
+                if part.prefetched:
+                    # fetched ahead, maybe long before: this read asks the store itself
+                    return await self._fetch_exact(stream.key, off, size)
                 raise part.error
             assert part.data is not None
             lo = max(off, part.start) - part.start

@@ -418,6 +418,45 @@ def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
         with_ops(counted, phase, readlog=readlog, scan=True)
 
 
+def test_a_failed_prefetch_is_not_an_eio(lake, series):
+    """A prefetch that fails (the store was down a moment) while the file is being opened
+    does not fail the read: the read asks the store itself."""
+    import time
+
+    ids, data = series
+
+    class FailingForAWhile:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.fail_until, self.failed = inner, 0.0, 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def read_range(self, key: str, offset: int, length: int) -> bytes:
+            if time.monotonic() < self.fail_until:
+                time.sleep(0.2)
+                self.failed += 1
+                raise StorageError("503 Slow Down, after retries")
+            return self.inner.read_range(key, offset, length)
+
+    store = FailingForAWhile(lake.store)
+    flaky = Lake(lake.settings, store=store, catalogue=lake.catalogue)  # type: ignore[arg-type]
+
+    async def check(ops: Operations) -> None:
+        for i, aid in enumerate(ids[:6]):
+            ino = await walk(ops, "artifacts", aid, "m.json")
+            info = await ops.open(ino, os.O_RDONLY, CTX)
+            if i == 1:  # the scan is detected: its prefetches now fail, slowly
+                store.fail_until = time.monotonic() + 0.1
+                await trio.sleep(0.05)
+            else:
+                assert bytes(await ops.read(info.fh, 0, 1 << 16)) == data[aid]
+            await ops.release(info.fh)
+        assert store.failed > 0  # the prefetches did fail
+
+    with_ops(flaky, check, scan=True)
+
+
 def test_store_and_catalogue_failures_are_eio_and_pass(lake, saved):
     store = Flaky(lake.store, StorageError("503 after retries"))
     catalogue = Flaky(lake.catalogue, CatalogueError("database is locked"))
