@@ -23,8 +23,8 @@ store. A short object (fewer bytes than the catalogue recorded) is an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from collections import OrderedDict
+from collections.abc import Callable
 from itertools import count
 
 import trio

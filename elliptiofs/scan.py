@@ -121,12 +121,12 @@ class ScanAhead:
         s.last = node.artifact
         if s.planning:
             return
-        if s.planned_to is not None:
+        if s.planned_to is not None and s.refill_at is not None:
             ahead = (node.artifact < s.refill_at) if order == "oldest" \
-                else (node.artifact > s.refill_at)  # type: ignore[operator]
+                else (node.artifact > s.refill_at)
             if ahead:
                 return  # still well inside the window already fetched
-            start = s.planned_to if s.planned_to != node.artifact else node.artifact
+            start = s.planned_to  # the next window follows the last one
         else:
             start = node.artifact
         s.planning = True

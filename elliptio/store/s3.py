@@ -25,8 +25,9 @@ Writes
 
 Reads
     Ranged GETs (:meth:`S3Store.read_range`: signed by :mod:`.s3get` without botocore's
-    per-request cost, falling back to botocore for anything but the happy path); :meth:`S3Store.download` fetches large objects in parallel ranges and
-    hashes them in order while writing, so the caller can compare with the recorded sha256.
+    per-request cost, falling back to botocore for anything but the happy path);
+    :meth:`S3Store.download` fetches large objects in parallel ranges and hashes them in
+    order while writing, so the caller can compare with the recorded sha256.
 
 Retries
     botocore's own retries are switched off; every request goes through the one retry
@@ -59,8 +60,8 @@ from ..errors import (
     TransientStorageError,
     UsageError,
 )
-from .base import Digest, Progress, Staged, Store, artifact_dirs_of
 from . import s3get
+from .base import Digest, Progress, Staged, Store, artifact_dirs_of
 from .retry import retry
 from .s3get import Fallback, SignedGetter
 

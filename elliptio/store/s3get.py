@@ -167,9 +167,10 @@ class SignedGetter:
         return body
 
     def _failed(self) -> None:
-        """Count a failure of the fast path itself; after :data:`MAX_FAILURES` in a row (a TLS setup botocore
-        accepts and we do not, a server that refuses our signature) the fast path is
-        switched off, so that every read does not pay a failed attempt first."""
+        """Count a failure of the fast path itself; after :data:`MAX_FAILURES` in a row
+        (a TLS setup botocore accepts and we do not, a server that refuses our signature)
+        the fast path is switched off, so that every read does not pay a failed attempt
+        first."""
         self._failures += 1
         if self._failures >= MAX_FAILURES and not self.disabled:
             self.disabled = True

@@ -166,11 +166,11 @@ class Guard:
                 # "//host/..." would be a redirect to another site: keep it on this one
                 target = "/" + quote(path).lstrip("/") + ("?" + urlencode(rest) if rest else "")
                 secure = "; Secure" if scope.get("scheme") == "https" else ""
-                response = RedirectResponse(target, status_code=303)
-                response.headers.append(
+                redirect = RedirectResponse(target, status_code=303)
+                redirect.headers.append(
                     "set-cookie", f"{COOKIE}={self.cookie_value}; Path={root or '/'}; "
                     f"HttpOnly; SameSite=Lax{secure}")
-                await response(scope, receive, send)
+                await redirect(scope, receive, send)
                 return False
             return True
         msg = ("this catalogue needs an access token" if presented is None
