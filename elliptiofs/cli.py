@@ -28,7 +28,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import trio
@@ -175,22 +175,31 @@ def mount_device(mountpoint: str) -> str | None:
 FUSECTL = "/sys/fs/fuse/connections"
 
 
-def ensure_fusectl() -> None:
-    """Mount the FUSE control filesystem where it is missing and we are root (systemd
-    mounts it at boot on most machines; containers and minimal VMs often do not). Without
-    it ``max_background`` cannot be raised."""
+@contextlib.contextmanager
+def fusectl() -> Iterator[None]:
+    """The FUSE control filesystem on :data:`FUSECTL` for the duration of the block.
+
+    systemd mounts it at boot on most machines; containers and minimal VMs often do not,
+    and without it ``max_background`` cannot be raised. Where it is missing and we are
+    root, it is mounted for the block and unmounted after it (the values written stay with
+    the connection): the machine is left as it was found."""
     path = Path(FUSECTL)
     if os.geteuid() != 0 or not path.is_dir() or os.path.ismount(path):
+        yield
         return
     import subprocess
 
     r = subprocess.run(["mount", "-t", "fusectl", "fusectl", FUSECTL], capture_output=True,
                        text=True)
-    if r.returncode == 0:
-        log.info("mounted the FUSE control filesystem on %s", FUSECTL)
-    else:
+    if r.returncode != 0:
         log.info("cannot mount the FUSE control filesystem on %s: %s", FUSECTL,
                  r.stderr.strip() or f"exit {r.returncode}")
+        yield
+        return
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", FUSECTL], capture_output=True)
 
 
 def tune_mount(mountpoint: str) -> None:
@@ -210,13 +219,14 @@ def tune_mount(mountpoint: str) -> None:
         (f"{FUSECTL}/{minor}/max_background", MAX_BACKGROUND),
         (f"{FUSECTL}/{minor}/congestion_threshold", MAX_BACKGROUND * 3 // 4),
     ]
-    for path, value in settings:
-        try:
-            Path(path).write_text(str(value))
-            log.debug("set %s = %s", path, value)
-        except OSError as exc:
-            log.info("could not set %s to %s (%s); the kernel default stays", path, value,
-                     exc.strerror)
+    with fusectl():
+        for path, value in settings:
+            try:
+                Path(path).write_text(str(value))
+                log.debug("set %s = %s", path, value)
+            except OSError as exc:
+                log.info("could not set %s to %s (%s); the kernel default stays", path,
+                         value, exc.strerror)
 
 
 async def _when_initialised(mountpoint: str, ready: Callable[[], None]) -> None:
@@ -289,7 +299,6 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
                          inline_catalogue=settings.catalogue.startswith("sqlite:"),
                          outbox=outbox, scan=scan)
         ops.enable_writeback_cache = args.writeback  # read by pyfuse3.init
-        ensure_fusectl()
         options = {"fsname=elliptiofs", "subtype=elliptiofs", "auto_unmount", "noatime"}
         if args.allow_other:
             options.add("allow_other")
