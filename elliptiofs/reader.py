@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 PART = 8 << 20
 MAX_AHEAD = 4
 STREAM_AFTER = 1 << 20
-#: a request starting this close to where the last one ended is still sequential
-SLACK = 16 << 20
+#: a request starting this close to where the last one ended is still sequential: the
+#: kernel's read-ahead window at most (4 MiB, doubled by FADV_SEQUENTIAL)
+SLACK = 8 << 20
 #: default global memory budget for parts in memory (bytes)
 DEFAULT_BUDGET = 256 << 20
 #: store requests in flight at once
@@ -49,7 +50,7 @@ PREFETCH_THREADS = 8
 PREFETCH_MAX = 256
 PREFETCH_TTL = 30.0
 #: small objects remembered as read whole (not prefetched again)
-SERVED_MAX = 65536
+SERVED_MAX = 16384
 
 
 class Budget:
