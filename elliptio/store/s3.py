@@ -38,6 +38,7 @@ Retries
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import itertools
@@ -389,7 +390,7 @@ class S3Store(Store):
 
             offsets = range(0, size, part_size)
             parts = _run_bounded(self.pool, [
-                (lambda n=n, o=o: send(n, o)) for n, o in enumerate(offsets, start=1)])
+                functools.partial(send, n, o) for n, o in enumerate(offsets, start=1)])
             if _fingerprint(fd) != fingerprint:
                 raise _SourceChanged("the source file changed while it was saved")
             self._call(key, lambda: self.client.complete_multipart_upload(
@@ -508,9 +509,13 @@ class S3Store(Store):
                                 offset += len(chunk)
                                 length -= len(chunk)
 
-                        _run_bounded(self.pool, [
-                            (lambda o=o, n=n: self._fetch_into(key, fd, o, n, progress) or (o, n))
-                            for o, n in ranges], consume=hash_range, window=DOWNLOAD_STREAMS)
+                        def fetch(o: int, n: int) -> tuple[int, int]:
+                            self._fetch_into(key, fd, o, n, progress)
+                            return o, n
+
+                        _run_bounded(self.pool, [functools.partial(fetch, o, n)
+                                                 for o, n in ranges],
+                                     consume=hash_range, window=DOWNLOAD_STREAMS)
             finally:
                 os.close(fd)
             os.replace(tmp, dest)
@@ -572,7 +577,7 @@ class S3Store(Store):
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._call(f"list {self.url}/{prefix}",
-                              lambda kw=kwargs: self.client.list_objects_v2(**kw))
+                              functools.partial(self.client.list_objects_v2, **kwargs))
             for obj in page.get("Contents", []):
                 yield self._unkey(obj["Key"])
             if not page.get("IsTruncated"):
@@ -585,7 +590,8 @@ class S3Store(Store):
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
         while True:
             page = self._call(f"list uploads {self.url}/{prefix}",
-                              lambda kw=dict(kwargs): self.client.list_multipart_uploads(**kw))
+                              functools.partial(self.client.list_multipart_uploads,
+                                                **kwargs))
             for up in page.get("Uploads", []) or []:
                 yield up["Key"], up["UploadId"]
             if not page.get("IsTruncated"):
@@ -631,7 +637,7 @@ class S3Store(Store):
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
         while True:
             page = self._call(f"list versions {prefix}",
-                              lambda kw=dict(kwargs): self.client.list_object_versions(**kw))
+                              functools.partial(self.client.list_object_versions, **kwargs))
             for v in (page.get("Versions") or []) + (page.get("DeleteMarkers") or []):
                 try:
                     self.client.delete_object(Bucket=self.bucket, Key=v["Key"],
