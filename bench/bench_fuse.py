@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,64 +44,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.mounts import Procs  # noqa: E402
 from tests.fixtures.s3 import SeaweedFS  # noqa: E402
 
 SMALL = 1000
 SMALL_SIZE = 4096
 #: cold reads of the large file per reader (the best counts: this machine is noisy)
 COLD_RUNS = 3
-
-
-# -- processes we start, stopped by pid ------------------------------------------------------
-class Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.mounts: list[Path] = []
-
-    def start(self, cmd: list[str], log: Path, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
-        out = open(log, "wb")
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        out.close()
-        self.procs.append(p)
-        return p
-
-    def mount(self, cmd: list[str], mnt: Path, log: Path, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
-        mnt.mkdir(parents=True, exist_ok=True)
-        p = self.start(cmd, log, env)
-        self.mounts.append(mnt)
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd[0]} did not mount: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        return p
-
-    def unmount(self, mnt: Path, p: subprocess.Popen[bytes]) -> None:
-        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-        if os.path.ismount(mnt):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
-        with contextlib.suppress(ValueError):
-            self.mounts.remove(mnt)
-        self.stop(p)
-
-    def stop(self, p: subprocess.Popen[bytes]) -> None:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        with contextlib.suppress(ValueError):
-            self.procs.remove(p)
-
-    def close(self) -> None:
-        for mnt in list(self.mounts):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
-        for p in reversed(list(self.procs)):
-            self.stop(p)
 
 
 # -- the objects and the catalogue ----------------------------------------------------------

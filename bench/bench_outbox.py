@@ -33,6 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.mounts import Procs  # noqa: E402
+
 SMALL = 1000
 SMALL_SIZE = 4096
 DD_SIZE = 256 << 20
@@ -60,27 +62,14 @@ def variant(base: Path, dest: Path, tag: int) -> Path:
 
 @contextlib.contextmanager
 def mounted(mnt: Path, env: dict[str, str], log: Path, *args: str) -> Iterator[Path]:
-    mnt.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        p = subprocess.Popen([sys.executable, "-m", "elliptiofs.cli", str(mnt),
-                              "--foreground", *args], env=env, stdout=out,
-                             stderr=subprocess.STDOUT)
+    procs = Procs()
+    p = procs.mount([sys.executable, "-m", "elliptiofs.cli", str(mnt), "--foreground", *args],
+                    mnt, log, env)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"elliptiofs did not mount: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
         yield mnt
     finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-        if os.path.ismount(mnt):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()  # by pid: ours
-            p.wait()
+        procs.unmount(mnt, p)
+        procs.close()
 
 
 def wait_link(path: Path, timeout: float = 600) -> None:
