@@ -91,8 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "artifact, fetch it from up to N artifacts ahead (default 64; 0: "
                         "off, e.g. where every GET is billed)")
     args = p.parse_args(argv)
-    if args.scan_ahead < 0 or args.cache_mb < 1:
-        p.error("--scan-ahead must be 0 or more and --cache-mb at least 1")
+    if args.scan_ahead < 0:
+        p.error(f"--scan-ahead must be 0 (off) or more, not {args.scan_ahead}")
+    if args.cache_mb < 1:
+        p.error(f"--cache-mb must be at least 1, not {args.cache_mb}")
     return args
 
 
@@ -293,7 +295,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         stack.callback(nursery.cancel_scope.cancel)  # LIFO: runs before the nursery waits
         reader = Reader(lake.store, nursery, budget=args.cache_mb << 20)
         tree = Tree(lake)
-        scan = ScanAhead(tree.catalogue.find, reader, nursery, trio.CapacityLimiter(2),
+        scan = ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2),
                          max_window=args.scan_ahead) if args.scan_ahead else None
         ops = Operations(tree, reader, readlog, scope=args.scope,
                          inline_catalogue=settings.catalogue.startswith("sqlite:"),

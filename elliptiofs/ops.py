@@ -46,7 +46,7 @@ from elliptio.errors import (
 
 from .reader import Reader
 from .readlog import ReadLog, ReadLogError, scope_for
-from .scan import ScanAhead, session_of
+from .scan import ScanAhead
 from .tree import Entry, Inodes, Kind, Node, Tree, owner_of
 
 log = logging.getLogger(__name__)
@@ -372,20 +372,21 @@ class Operations(pyfuse3.Operations):
         if node.kind is not Kind.AFILE:
             raise pyfuse3.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
         node = await self._sized(node)
-        if node.user_file and self.readlog is not None:
-            self._record_read(node, ctx)
-        if node.user_file and self.scan is not None:
-            self.scan.opened(session_of(ctx.pid), node)
+        if node.user_file and (self.readlog is not None or self.scan is not None):
+            scope = scope_for(ctx.pid, ctx.uid, self.scope)  # the reader, for both
+            if self.readlog is not None:
+                self._record_read(node, scope, ctx)
+            if self.scan is not None:
+                self.scan.opened(scope, node)
         assert node.object is not None
         fh = self._fh()
         self._files[fh] = ("reader", self.reader.open(node.object, node.size))
         # immutable content: keep the kernel's page cache across opens
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
-    def _record_read(self, node: Node, ctx: pyfuse3.RequestContext) -> None:
+    def _record_read(self, node: Node, scope: str, ctx: pyfuse3.RequestContext) -> None:
         assert self.readlog is not None and node.artifact is not None
         try:
-            scope = scope_for(ctx.pid, ctx.uid, self.scope)
             self.readlog.record(scope, node.artifact, pid=ctx.pid, uid=ctx.uid)
         except ReadLogError as exc:
             # reading must not fail because lineage cannot be written; someone must act

@@ -9,16 +9,17 @@ order: artifact ids sort by creation time, and every directory of artifacts list
 id order (a shell glob sorts them ascending, a listing shows them newest first).
 
 :class:`ScanAhead` watches the opens of small user files (at most :data:`SMALL_MAX`
-bytes). Per reader session (the kernel's session id of the opening process: one shell
-loop, one ``cat`` or one job script), once two opens in a row are the same relative path
-(``metrics.json``, ``eval/scores.csv``) of two artifacts in id order, it asks the
-catalogue for the next artifacts in that direction (those of the same user when both
-were the same user's, as in ``by-user/andy/``) and has the reader fetch that file of
-each of them (:meth:`~elliptiofs.reader.Reader.prefetch`). The window starts at
+bytes). Per reader scope (the one lineage uses, ``--scope``: by default the session of
+the opening process — one shell loop, one ``cat`` or one job script), once two opens in
+a row are the same relative path (``metrics.json``, ``eval/scores.csv``) of two
+artifacts in id order, it asks the tree (:meth:`~elliptiofs.tree.Tree.same_file_after`,
+one catalogue query) for the next artifacts in that direction (those of the same user
+when both were the same user's, as in ``by-user/andy/``) and has the reader fetch that
+file of each of them (:meth:`~elliptiofs.reader.Reader.prefetch`). The window starts at
 :data:`FIRST_WINDOW` artifacts and doubles up to :data:`MAX_WINDOW` (``elliptiofs
---scan-ahead N``; 0 turns this off); the next window is
-asked for when the reader is half-way through the current one. An open out of order, past
-the window, of another path, or of a large file ends the scan (and may start a new one).
+--scan-ahead N``; 0 turns this off); the next window is asked for when the reader is
+half-way through the current one. An open out of order, past the window, of another
+path, or of a large file ends the scan (and may start a new one).
 
 Prefetched bytes are charged to the reader's memory budget (at most a quarter of it) and
 are dropped when not opened soon; an open finds them by store key, so deduplicated files
@@ -28,18 +29,14 @@ opened is never a ``based_on``.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
 
 import trio
 
-from elliptio.query import Query
-
 from .reader import Reader
-from .tree import Node
+from .tree import Node, Tree
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +44,8 @@ log = logging.getLogger(__name__)
 SMALL_MAX = 1 << 20
 FIRST_WINDOW = 8
 MAX_WINDOW = 64
-#: reader sessions tracked at once (least recently active forgotten first)
+#: reader scopes tracked at once (least recently active forgotten first)
 TRACKED = 256
-
-
-def session_of(pid: int) -> int:
-    """The session id of *pid* (the key of a scan); the pid itself if it is gone or not
-    visible (0 for a reader in another pid namespace)."""
-    try:
-        return os.getsid(pid) if pid > 0 else 0
-    except OSError:
-        return pid
 
 
 class _Scan:
@@ -79,25 +67,25 @@ class _Scan:
 class ScanAhead:
     """Detects scans (see the module docstring) and has *reader* prefetch ahead of them.
 
-    *find* is the catalogue's ``find`` (run in a worker thread); *nursery* runs the
-    catalogue queries. Call :meth:`opened` on the trio thread for every open of a user
-    file; it never blocks."""
+    *tree* answers which artifacts come next (:meth:`Tree.same_file_after`, run in a
+    worker thread under *limiter*); *nursery* runs those queries. Call :meth:`opened` on
+    the trio thread for every open of a user file, with the reader's scope; it never
+    blocks."""
 
-    def __init__(self, find: Callable[[Query], list[dict[str, Any]]], reader: Reader,
-                 nursery: trio.Nursery, limiter: trio.CapacityLimiter, *,
-                 max_window: int = MAX_WINDOW) -> None:
-        self._find = find
+    def __init__(self, tree: Tree, reader: Reader, nursery: trio.Nursery,
+                 limiter: trio.CapacityLimiter, *, max_window: int = MAX_WINDOW) -> None:
+        self._tree = tree
         self.max_window = max_window
         self._reader = reader
         self._nursery = nursery
         self._limiter = limiter
-        self._scans: OrderedDict[int, _Scan] = OrderedDict()
+        self._scans: OrderedDict[str, _Scan] = OrderedDict()
 
-    def opened(self, session: int, node: Node) -> None:
+    def opened(self, scope: str, node: Node) -> None:
         if node.artifact is None or not 0 < node.size <= SMALL_MAX:
-            self._scans.pop(session, None)
+            self._scans.pop(scope, None)
             return
-        s = self._scans.get(session)
+        s = self._scans.get(scope)
         rel = node.path[2:]
         order = None
         if s is not None and s.rel == rel:
@@ -110,12 +98,12 @@ class ScanAhead:
                 else node.artifact < s.planned_to):
             order = None  # a jump past the window: a new scan, if it is one
         if s is None or order is None or (s.order is not None and order != s.order):
-            self._scans[session] = _Scan(node)
-            self._scans.move_to_end(session)
+            self._scans[scope] = _Scan(node)
+            self._scans.move_to_end(scope)
             while len(self._scans) > TRACKED:
                 self._scans.popitem(last=False)
             return
-        self._scans.move_to_end(session)
+        self._scans.move_to_end(scope)
         s.order = order
         s.same_user = s.same_user and node.user == s.user
         s.last = node.artifact
@@ -133,25 +121,24 @@ class ScanAhead:
         self._nursery.start_soon(self._plan, s, start)
 
     async def _plan(self, s: _Scan, start: str) -> None:
-        q = Query(user=s.user if s.same_user else None, order=s.order or "oldest",
-                  after=start, limit=min(s.window, self.max_window))
-        rel = "/".join(s.rel)
         try:
-            items = await trio.to_thread.run_sync(self._find, q, limiter=self._limiter)
+            found = await trio.to_thread.run_sync(
+                functools.partial(self._tree.same_file_after, s.rel, start,
+                                  order=s.order or "oldest",
+                                  user=s.user if s.same_user else None,
+                                  limit=min(s.window, self.max_window)),
+                limiter=self._limiter)
         except Exception as exc:  # a hint only: the reads themselves will say what fails
             log.debug("scan read-ahead after %s: %s", start, exc)
-            items = []
+            found = []
         finally:
             s.planning = False
-        for md in items:
-            for f in md.get("files") or ():
-                if f.get("path") == rel and 0 < int(f.get("size", 0)) <= SMALL_MAX:
-                    self._reader.prefetch(f["object"], int(f["size"]))
-                    break
-        if items:
-            ids = [md["id"] for md in items]
-            s.planned_to = ids[-1]
-            s.refill_at = ids[len(ids) // 2]
+        for _, node in found:
+            if node is not None and node.object and 0 < node.size <= SMALL_MAX:
+                self._reader.prefetch(node.object, node.size)
+        if found:
+            s.planned_to = found[-1][0]
+            s.refill_at = found[len(found) // 2][0]
             s.window = min(self.max_window, s.window * 2)
         else:
             s.planned_to = s.refill_at = start  # nothing further yet: asked again past it

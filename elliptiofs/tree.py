@@ -269,6 +269,21 @@ class Tree:
             return None
         return self._views.fetch(artifact_id, lambda: ArtifactView(md))
 
+    def same_file_after(self, rel: tuple[str, ...], after: str, *, order: str,
+                        user: str | None, limit: int) -> list[tuple[str, Node | None]]:
+        """The next *limit* artifacts after *after* in id order (``order="oldest"``:
+        ascending, ``"newest"``: descending), only *user*'s if given: each one's id and
+        the node of its file at *rel* inside it (None where it has none). One catalogue
+        query (call it in a thread); read-ahead across artifacts (:mod:`.scan`) uses it."""
+        *parent, name = rel
+        out: list[tuple[str, Node | None]] = []
+        for md in self.catalogue.find(Query(user=user, order=order, after=after,
+                                            limit=limit)):
+            v = ArtifactView(md)
+            record = v.dirs.get("/".join(parent), {}).get(name)  # None: missing or a dir
+            out.append((v.id, v.node(rel, record) if record is not None else None))
+        return out
+
     def metadata_bytes(self, node: Node) -> bytes:
         """The stored ``metadata.yaml`` of *node*'s artifact (store I/O: call in a thread).
 

@@ -26,6 +26,7 @@ from elliptiofs.reader import Reader
 from elliptiofs.readlog import ReadLog, scope_for
 from elliptiofs.scan import ScanAhead
 from elliptiofs.tree import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind, Tree
+from tests.fixtures.spy import Spy
 
 CTX = SimpleNamespace(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), umask=0o022)
 
@@ -70,8 +71,7 @@ def with_ops(lake: Lake, fn: Callable[[Operations], Any], *, readlog: ReadLog | 
         async with trio.open_nursery() as nursery:
             reader = Reader(lambda: lake.store, nursery)
             tree = Tree(lake)
-            ahead = ScanAhead(tree.catalogue.find, reader, nursery,
-                              trio.CapacityLimiter(2)) if scan else None
+            ahead = ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2)) if scan else None
             ops = Operations(tree, reader, readlog, scope=scope, scan=ahead)
             result.append(await fn(ops))
             nursery.cancel_scope.cancel()
@@ -283,19 +283,9 @@ def test_reads_sequential_random_dedup_and_budget(lake, saved, monkeypatch):
     with_ops(lake, check)
 
 
-class CountingStore:
-    """The lake's store, counting the bytes asked of ``read_range``."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.fetched = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def read_range(self, key: str, offset: int, length: int) -> bytes:
-        self.fetched += length
-        return self.inner.read_range(key, offset, length)
+def fetched(store: Spy) -> int:
+    """Bytes asked of the spied store's ``read_range`` so far."""
+    return sum(args[2] for args, _ in store.calls)
 
 
 def test_concurrent_out_of_order_reads_are_right_and_fetched_once(lake, saved, monkeypatch):
@@ -307,7 +297,7 @@ def test_concurrent_out_of_order_reads_are_right_and_fetched_once(lake, saved, m
     monkeypatch.setattr(reader_mod, "STREAM_AFTER", 16 << 10)
     monkeypatch.setattr(reader_mod, "SLACK", 256 << 10)
     big = saved.big
-    store = CountingStore(lake.store)
+    store = Spy(lake.store, "read_range")
     counted = Lake(lake.settings, store=store, catalogue=lake.catalogue)  # type: ignore[arg-type]
     rng = random.Random(5)
 
@@ -334,7 +324,7 @@ def test_concurrent_out_of_order_reads_are_right_and_fetched_once(lake, saved, m
         assert b"".join(results[o] for o in offsets) == big
         # parts are fetched once: the whole file plus the jump's part and the parts
         # refetched after it, not a part per request
-        assert store.fetched <= 2 * len(big), store.fetched
+        assert fetched(store) <= 2 * len(big), fetched(store)
         await ops.release(info.fh)
         await trio.sleep(0.05)
         assert ops.reader.budget.used == 0
@@ -369,7 +359,7 @@ def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
     another path, or a big file: nothing is prefetched."""
     ids, data = series
     readlog = ReadLog(str(tmp_path / "readlog.sqlite"))
-    store = CountingStore(lake.store)
+    store = Spy(lake.store, "read_range")
     counted = Lake(lake.settings, store=store, catalogue=lake.catalogue)  # type: ignore[arg-type]
 
     async def read_all(ops: Operations, order: list[str], name: str = "m.json") -> list[int]:
@@ -379,9 +369,9 @@ def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
             ino = await walk(ops, "artifacts", aid, name)
             info = await ops.open(ino, os.O_RDONLY, CTX)
             await trio.sleep(0.05)  # the reader's prefetches run meanwhile
-            before = store.fetched
+            before = fetched(store)
             got = bytes(await ops.read(info.fh, 0, 1 << 16))
-            fetched_by_read.append(store.fetched - before)
+            fetched_by_read.append(fetched(store) - before)
             if name == "m.json":
                 assert got == data[aid]
             await ops.release(info.fh)

@@ -22,6 +22,7 @@ import elliptio as eio
 from elliptio import Lake, Settings, indexer
 from elliptio.errors import IntegrityError, StorageError, TransientStorageError
 from elliptio.store import s3 as s3mod
+from tests.fixtures.spy import Spy
 
 
 def eio_cli(*args: str, env: dict[str, str] | None = None, check: bool = True
@@ -413,21 +414,6 @@ def test_truncated_body_is_retried_never_served(s3_lake: Lake, tmp_path: Path,
 
 
 # -- the signed-GET fast path (elliptio/store/s3get.py) ----------------------------------------
-class CountingClient:
-    """The real client, counting botocore get_object calls."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.gets = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def get_object(self, **kw: Any) -> Any:
-        self.gets += 1
-        return self._real.get_object(**kw)
-
-
 def test_ranged_reads_take_the_signed_fast_path(s3_lake: Lake, tmp_path: Path) -> None:
     """read_range is answered without botocore — the server accepted our own signature,
     for keys that need percent-encoding too — with the exact bytes; a range past the end
@@ -439,17 +425,17 @@ def test_ranged_reads_take_the_signed_fast_path(s3_lake: Lake, tmp_path: Path) -
         (tmp_path / n).write_bytes(data)
     a = s3_lake.save([str(tmp_path / n) for n in names[:2]] + [str(tmp_path / "sub dir")])
     store = s3_lake.store
-    counting = CountingClient(store.client)
+    counting = Spy(store.client, "get_object")
     store._client = counting  # type: ignore[attr-defined]
     for n in ("plain.bin", "a b+c=d&e%f ü~(1).bin", "sub dir/x;y,z@$!'*.bin"):
         key = a.files[n].object
         for off, size in ((0, 4096), (123_456, 1), (0, len(data)), (len(data) - 10, 10)):
             assert store.read_range(key, off, size) == data[off:off + size]
-    assert counting.gets == 0, "the fast path fell back to botocore"
+    assert counting.calls == [], "the fast path fell back to botocore"
     key = a.files["plain.bin"].object
     assert store.read_range(key, len(data) - 5, 100) == data[-5:]
     assert store.read_range(key, len(data) + 10, 100) == b""
-    assert counting.gets == 2  # those two went through botocore
+    assert len(counting.calls) == 2  # those two went through botocore
 
 
 def test_fast_path_survives_dead_connections_and_falls_back_on_refusals(

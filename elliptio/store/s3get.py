@@ -82,7 +82,7 @@ class SignedGetter:
 
     def __init__(self, scheme: str, netloc: str, base_path: str, region: str,
                  credentials: Any) -> None:
-        self.scheme, self.netloc, self.base_path = scheme, netloc, base_path
+        self.netloc, self.base_path = netloc, base_path
         self.region = region
         self._credentials = credentials
         self._lock = threading.Lock()
@@ -130,10 +130,10 @@ class SignedGetter:
             self._keys = {(secret, date): k}  # one date at a time
         return k
 
-    def headers(self, path: str, byte_range: str, now: float | None = None) -> dict[str, str]:
+    def headers(self, path: str, byte_range: str) -> dict[str, str]:
         """The signed request headers for ``GET path`` of *byte_range*."""
         creds = self._credentials.get_frozen_credentials()
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         date = amz_date[:8]
         hdrs = {"host": self.netloc, "range": byte_range, "x-amz-content-sha256": UNSIGNED,
                 "x-amz-date": amz_date}
