@@ -156,9 +156,10 @@ def check_lake(lake: Lake) -> None:
 
 
 # -- after mounting --------------------------------------------------------------------------
-def mount_device(mountpoint: str) -> str | None:
-    """``major:minor`` of the FUSE mount at *mountpoint*, from /proc/self/mountinfo (not
-    from stat(): the daemon must not call into its own mount from the trio thread)."""
+def mount_device(mountpoint: str, fstype: str = "fuse.elliptiofs") -> str | None:
+    """``major:minor`` of the FUSE mount (of *fstype*) at *mountpoint*, from
+    /proc/self/mountinfo (not from stat(): the daemon must not call into its own mount from
+    the trio thread)."""
     found = None
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
@@ -169,7 +170,7 @@ def mount_device(mountpoint: str) -> str | None:
         if len(fields) < 5:
             continue
         where = fields[4].encode().decode("unicode_escape")
-        if where == mountpoint and "fuse.elliptiofs" in line.split(" - ", 1)[-1]:
+        if where == mountpoint and fstype in line.split(" - ", 1)[-1].split()[:1]:
             found = fields[2]  # the last one is the top of the mount stack
     return found
 
@@ -204,14 +205,14 @@ def fusectl() -> Iterator[None]:
         subprocess.run(["umount", FUSECTL], capture_output=True)
 
 
-def tune_mount(mountpoint: str) -> None:
+def tune_mount(mountpoint: str, fstype: str = "fuse.elliptiofs") -> None:
     """Raise the kernel's read-ahead and background-request limit of this mount, where
     permitted (root, or a writable sysfs); otherwise keep the defaults and say so.
 
     Must run after the kernel has processed the daemon's INIT reply: processing it clamps
     the mount's read-ahead to the ``max_readahead`` negotiated there (128 KiB), undoing an
     earlier write (measured: 128 KiB read requests instead of 1 MiB)."""
-    dev = mount_device(mountpoint)
+    dev = mount_device(mountpoint, fstype)
     if dev is None:
         log.info("cannot find the mount in /proc/self/mountinfo; kernel defaults kept")
         return

@@ -161,8 +161,13 @@ def test_mount_is_tuned_after_init(populated, lake_mount):
     mount's read-ahead to 128 KiB: raised earlier, it was undone and reads went in 128 KiB
     requests), and a sequential reader that asks the kernel for more (cat's
     FADV_SEQUENTIAL) gets the right bytes with no failed request."""
+    from elliptiofs.cli import mount_device
+
     m = lake_mount()
     dev = os.stat(m.path).st_dev
+    # the mount is found by its type (the bench's floor mount tunes itself the same way)
+    assert mount_device(str(m.path)) == f"{os.major(dev)}:{os.minor(dev)}"
+    assert mount_device(str(m.path), "fuse.elliptiofs-floor") is None
     ra = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
     expected = "4096" if os.geteuid() == 0 else "128"  # sysfs is root's to change
     deadline = time.monotonic() + 10
