@@ -292,9 +292,10 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         # the spool is locked and its journal read (crash recovery) before mounting
         outbox = Outbox(lake, readlog, settings, scope=args.scope)
         stack.callback(outbox.close)  # after the nursery: a commit under way finishes
+        reader = Reader(lake.store, budget=args.cache_mb << 20)
+        stack.callback(reader.close)  # after the nursery: nothing reads any more
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)  # LIFO: runs before the nursery waits
-        reader = Reader(lake.store, nursery, budget=args.cache_mb << 20)
         tree = Tree(lake)
         scan = ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2),
                          max_window=args.scan_ahead) if args.scan_ahead else None

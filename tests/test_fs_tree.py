@@ -68,13 +68,17 @@ def with_ops(lake: Lake, fn: Callable[[Operations], Any], *, readlog: ReadLog | 
     result: list[Any] = []
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            reader = Reader(lambda: lake.store, nursery)
-            tree = Tree(lake)
-            ahead = ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2)) if scan else None
-            ops = Operations(tree, reader, readlog, scope=scope, scan=ahead)
-            result.append(await fn(ops))
-            nursery.cancel_scope.cancel()
+        reader = Reader(lambda: lake.store)
+        try:
+            async with trio.open_nursery() as nursery:
+                tree = Tree(lake)
+                ahead = (ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2)) if scan
+                         else None)
+                ops = Operations(tree, reader, readlog, scope=scope, scan=ahead)
+                result.append(await fn(ops))
+                nursery.cancel_scope.cancel()
+        finally:
+            reader.close()
 
     trio.run(main)
     return result[0]
@@ -451,6 +455,79 @@ def test_a_failed_prefetch_is_not_an_eio(lake, series):
         assert store.failed > 0  # the prefetches did fail
 
     with_ops(flaky, check, scan=True)
+
+
+def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable():
+    """The reader's worker pool: results and exceptions come back to the caller, no more
+    than its size run at once, a cancelled caller stops waiting (the call still finishes
+    in its thread), and an outcome arriving after the run is over is dropped quietly."""
+    import threading
+    import time
+
+    running, peak, lock = 0, 0, threading.Lock()
+    release = threading.Event()
+    finished: list[int] = []
+
+    def call(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            release.wait(5)
+            if i == 3:
+                raise KeyError(i)
+            return i * 10
+        finally:
+            with lock:
+                running -= 1
+            finished.append(i)
+
+    async def main() -> None:
+        workers = reader_mod.Workers(2, "test")
+        main_thread = threading.get_ident()
+        try:
+            got: dict[int, Any] = {}
+
+            async def one(i: int) -> None:
+                try:
+                    got[i] = await workers.run(call, i)
+                except KeyError as exc:
+                    got[i] = exc
+                assert threading.get_ident() == main_thread
+
+            async with trio.open_nursery() as nursery:
+                for i in range(5):
+                    nursery.start_soon(one, i)
+                await trio.sleep(0.1)
+                assert peak == 2  # the rest wait their turn
+                release.set()
+            assert got == {0: 0, 1: 10, 2: 20, 3: got[3], 4: 40}
+            assert isinstance(got[3], KeyError)
+            assert peak == 2
+            release.clear()
+            with trio.move_on_after(0.1) as scope:  # a caller gives up: no hang
+                await workers.run(call, 5)
+            assert scope.cancelled_caught
+            release.set()
+            deadline = time.monotonic() + 5
+            while 5 not in finished and time.monotonic() < deadline:
+                await trio.sleep(0.01)
+            assert 5 in finished
+            release.clear()
+            workers.submit(call, (6,), lambda r, e: None)  # answered after the run: dropped
+            while running == 0 and time.monotonic() < deadline + 5:
+                await trio.sleep(0.01)
+            assert running == 1
+        finally:
+            workers.close()
+
+    trio.run(main)
+    release.set()
+    deadline = time.monotonic() + 5
+    while 6 not in finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 6 in finished
 
 
 def test_store_and_catalogue_failures_are_eio_and_pass(lake, saved):
