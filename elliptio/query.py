@@ -337,11 +337,13 @@ class Query:
         return q
 
     def to_text(self) -> str:
-        """The text form of this query (round-trips through :meth:`parse`)."""
+        """The text form of this query (round-trips through :meth:`parse`).
+
+        :class:`QueryError` for a value the text form cannot hold (see :func:`text_item`)."""
         parts: list[str] = []
 
         def add(k: str, v: str) -> None:
-            parts.append(f'{k}="{v}"' if ("," in v or v != v.strip()) else f"{k}={v}")
+            parts.append(text_item(k, v))
 
         if self.user:
             add("user", self.user)
@@ -357,8 +359,8 @@ class Query:
             add("type", self.type)
         for k, v in self.info:
             val = json.loads(v)
-            if isinstance(val, str):
-                parts.append(f'info.{k}="{val}"')
+            if isinstance(val, str):  # quoted: a string, even "10" or "true"
+                parts.append(text_item(f"info.{k}", val, quote=True))
             else:
                 parts.append(f"info.{k}={v}")
         if self.based_on:
@@ -375,6 +377,21 @@ class Query:
 
     def next_page(self, last_id: str) -> Query:
         return replace(self, after=last_id)
+
+
+def text_item(key: str, value: str, *, quote: bool = False) -> str:
+    """One ``key=value`` item of the text form, the value double-quoted where it has to be
+    (or always, with *quote*): when it holds a comma, starts or ends with a space, or is
+    itself wrapped in double quotes. The text form has no escapes, so a value with a double
+    quote and a comma, or with an odd number of double quotes, cannot be written:
+    :class:`QueryError`. :meth:`Query.to_text` and the web search form write with it."""
+    if '"' in value and ("," in value or value.count('"') % 2):
+        raise QueryError(f"{key}: a value cannot hold a '\"' together with a ',' or an odd "
+                         f"number of '\"', got {value!r}")
+    if quote or "," in value or value != value.strip() or (
+            len(value) >= 2 and value[0] == value[-1] == '"'):
+        return f'{key}="{value}"'
+    return f"{key}={value}"
 
 
 def _split_items(text: str) -> list[str]:

@@ -24,6 +24,28 @@ def test_text_form_round_trips():
     assert Query.parse(q.to_text()) == q
 
 
+@pytest.mark.parametrize("value", ["plain", "a,b", " padded ", '"wrapped"', 'say "hi"',
+                                   "*.csv", "x=y"])
+def test_text_items_quote_what_needs_it_and_round_trip(value):
+    from elliptio.query import text_item
+
+    item = text_item("text", value)
+    assert item.startswith('text="') == ("," in value or value != value.strip()
+                                         or value.startswith('"'))
+    assert Query.parse(item) == Query.build(text=value)  # as if given as a keyword
+    assert Query.parse(text_item("file", value)).files == (value,)
+
+
+@pytest.mark.parametrize("value", ['a",b', 'one " quote'])
+def test_a_value_the_text_form_cannot_hold_is_a_query_error(value):
+    from elliptio.query import text_item
+
+    with pytest.raises(QueryError, match="cannot hold"):
+        text_item("text", value)
+    with pytest.raises(QueryError, match="cannot hold"):
+        Query(text=value).to_text()
+
+
 def test_info_values_are_yaml_scalars_unless_quoted():
     assert dict(Query.parse("info.epochs=10").info) == {"epochs": "10"}
     assert dict(Query.parse('info.epochs="10"').info) == {"epochs": '"10"'}

@@ -201,6 +201,8 @@ def test_keyset_paging_both_ways_and_order(web_story: Story, http: httpx.Client)
     ({"days": "ten"}, "expected a number"),
     ({"info": "no-equals-sign"}, "is not key=value"),
     ({"limit": "100000"}, "limit must be from 1 to 500"),
+    ({"user": 'a",b'}, "cannot hold a '\"' together with a ','"),
+    ({"text": 'one " quote'}, "an odd number of '\"'"),
 ])
 def test_malformed_query_shows_the_form_with_the_message(web_story: Story, http: httpx.Client,
                                                           params: dict[str, str],

@@ -19,7 +19,7 @@ from ..api import Lake
 from ..artifact import Artifact, dump_metadata
 from ..errors import NotFound, QueryError, UsageError
 from ..ids import ID_RE
-from ..query import Query
+from ..query import Query, text_item
 
 #: results per page unless the URL asks otherwise, and the most it may ask for
 PAGE_SIZE = 50
@@ -119,10 +119,10 @@ class SearchForm:
         items = [self.q] if self.q else []
 
         def add(key: str, value: str) -> None:
-            if '"' in value and "," in value:
-                raise FormError(f"{key}: a value cannot hold both '\"' and ','")
-            items.append(f'{key}="{value}"' if "," in value or value != value.strip()
-                         else f"{key}={value}")
+            try:
+                items.append(text_item(key, value))
+            except QueryError as exc:
+                raise FormError(str(exc)) from None
 
         if self.user:
             add("user", self.user)
