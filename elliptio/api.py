@@ -283,13 +283,17 @@ class Lake:
                      tags: Iterable[str] | str | None = None,
                      based_on: Iterable[Any] | None = None, user: str | None = None,
                      progress: Callable[[int], None] | None = None,
-                     extra_provenance: Mapping[str, Any] | None = None) -> Artifact:
+                     extra_provenance: Mapping[str, Any] | None = None,
+                     writer: Mapping[str, Any] | None = None) -> Artifact:
         """The one save path. Validates everything, then writes user files, logs, and
         ``metadata.yaml`` last; then updates the catalogue.
 
         *user* overrides the configured user (the FUSE outbox passes the writing uid's
-        name). A failure before the metadata is written removes what was written where the
-        store allows it; anything left is an orphan that ``eio fsck`` reports.
+        name). *writer* describes the program the files come from when it is not this
+        process (the outbox; see :func:`elliptio.provenance.capture`); *extra_provenance*
+        is added to the provenance as it is. A failure before the metadata is written
+        removes what was written where the store allows it; anything left is an orphan
+        that ``eio fsck`` reports.
         """
         s = self.settings
         user = valid_user(user or s.user)
@@ -308,7 +312,7 @@ class Lake:
         aid = new_id()
         created = id_time(aid)
         prefix = layout.artifact_prefix(created, user, aid)
-        prov, logs = provenance.capture(user, __version__)
+        prov, logs = provenance.capture(user, __version__, writer=writer)
         if extra_provenance:
             prov.update(extra_provenance)
         log.info("saving %d file(s) as %s", len(entries), aid)

@@ -82,6 +82,7 @@ from elliptio.api import Lake, check_tags
 from elliptio.config import Settings, valid_user
 from elliptio.errors import ConfigError, ElliptioError, UsageError
 from elliptio.ids import check_id
+from elliptio.provenance import redact_argv
 
 from .readlog import ReadLog, ReadLogError, scope_for
 from .tree import Entry, Kind, Node
@@ -179,11 +180,21 @@ def killed_by(pid: int) -> int | None:
 
 
 def command_line(pid: int) -> str:
+    """The command line of *pid*, secret-looking values redacted (it goes into the
+    artifact's provenance), at most 1,000 characters."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return f"pid {pid}"
-    return shlex.join(a.decode(errors="replace") for a in raw.split(b"\0") if a)[:1000]
+    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    return shlex.join(redact_argv(argv))[:1000]
+
+
+def _split_command(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError:  # cut at 1,000 characters inside a quote
+        return line.split()
 
 
 class Item:
@@ -931,6 +942,10 @@ class Outbox:
                                      "writers": writers[:MAX_WRITERS],
                                      "lineage": "readlog" if meta["based_on"] is None
                                      else "explicit"}}
+            # the provenance describes the program that wrote the entry (the first one),
+            # not the daemon: it is named under "via"
+            writer = {"argv": _split_command(writers[0]) if writers else [],
+                      "uid": top.uid, "login": user}
 
             def save() -> Any:
                 based_on = meta["based_on"]
@@ -938,7 +953,7 @@ class Outbox:
                     based_on = self._lineage(top)
                 return self.lake.save_entries(entries, info=meta["info"], tags=meta["tags"],
                                               based_on=based_on, user=user,
-                                              extra_provenance=provenance)
+                                              extra_provenance=provenance, writer=writer)
 
             async with self._committing:
                 try:

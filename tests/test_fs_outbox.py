@@ -119,6 +119,15 @@ def test_real_programs_copy_in_and_artifacts_appear(lake_env_quiet, mount_factor
     # the owner is the writing uid, not the daemon's ELLIPTIO_USER (andy)
     assert m.env["ELLIPTIO_USER"] == "andy" and a.user == ROOT
     assert a.provenance["outbox"]["writers"][0].startswith("cp ")
+    # the provenance describes the writer (cp, run by root), not the daemon: its packages
+    # and git state are not known, so there are no such logs; the daemon is named as via
+    prov = a.provenance
+    assert prov["argv"][0] == "cp" and prov["uid"] == 0 and prov["login"] == ROOT
+    assert prov["via"]["program"] == "elliptiofs outbox"
+    assert "elliptiofs" in " ".join(prov["via"]["argv"])
+    assert prov["pip_freeze"]["present"] is False and prov["git"]["present"] is False
+    assert "pip_freeze" not in a.logs and len(a.logs) == 0
+    assert "env" not in prov and "cwd" not in prov
     tree = {"run42/f0.txt", "run42/f1.txt", "run42/f2.txt", "run42/sub/deep.bin"}
     for name in ("run42", "rsynced", "untarred"):
         art = outbox_lake.get(ids[name])
@@ -274,7 +283,7 @@ LINEAGE_SCRIPT = """
 import os, sys
 mount, out_name = sys.argv[1], sys.argv[2]
 data = []
-for rel in sys.argv[3:]:
+for rel in [a for a in sys.argv[3:] if not a.startswith("--")]:
     with open(os.path.join(mount, rel), "rb") as f:  # reads through the mount
         data.append(f.read())
 with open(os.path.join(mount, "outbox", out_name), "wb") as f:
@@ -291,9 +300,10 @@ def test_lineage_from_what_the_writer_read(lake_env_quiet, mount_factory, outbox
     script = tmp_path / "train.py"
     script.write_text(LINEAGE_SCRIPT)
     # each script its own session (the default scope): reads twice, one parent once
+    secret = "hunter2-" + secrets.token_hex(8)
     run("setsid", "-w", sys.executable, str(script), str(m.path), "derived.bin",
         f"artifacts/{parent}/data.csv", f"by-user/andy/{parent}/data.csv",
-        f"artifacts/{other}/.eio/metadata.yaml")
+        f"artifacts/{other}/.eio/metadata.yaml", f"--api-token={secret}")
     run("setsid", "-w", sys.executable, str(script), str(m.path), "fresh.bin")
     derived = outbox_lake.get(committed(m.path / "outbox/derived.bin"))
     fresh = outbox_lake.get(committed(m.path / "outbox/fresh.bin"))
@@ -301,6 +311,10 @@ def test_lineage_from_what_the_writer_read(lake_env_quiet, mount_factory, outbox
     # metadata.yaml is not a use of the artifact; the file read twice counts once
     assert derived.based_on == [parent]
     assert derived.files["derived.bin"].read_bytes() == b"a,b\n1,2\n"[::-1]
+    # the writer's command line is its provenance, with secret-looking values redacted
+    assert derived.provenance["argv"][1] == str(script)
+    assert secret not in json.dumps(derived.metadata) and "--api-token=***" in \
+        derived.provenance["outbox"]["writers"][0]
     assert fresh.based_on == []
     assert os.listdir(m.path / "based-on" / parent) == [derived.id]
     lineage = run("eio", "lineage", "--parents", "--json", derived.id,
