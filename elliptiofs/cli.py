@@ -175,6 +175,34 @@ def mount_device(mountpoint: str, fstype: str = "fuse.elliptiofs") -> str | None
     return found
 
 
+UPDATEDB_CONF = "/etc/updatedb.conf"
+
+
+def indexer_warning(mountpoint: str, conf: str = UPDATEDB_CONF) -> str | None:
+    """What to tell the admin when the nightly ``updatedb`` (mlocate/plocate, configured in
+    *conf*) would crawl this mount: the whole lake, through the catalogue and the store,
+    every night. None when *conf* does not exist or prunes the filesystem type
+    (``PRUNEFS``) or the mountpoint or a directory above it (``PRUNEPATHS``)."""
+    try:
+        text = Path(conf).read_text(errors="replace")
+    except OSError:
+        return None
+    values: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip() in ("PRUNEFS", "PRUNEPATHS"):
+            values[key.strip()] = value.strip().strip("\"'").split()
+    if "fuse.elliptiofs" in (v.lower() for v in values.get("PRUNEFS", [])):
+        return None
+    mnt = Path(mountpoint)
+    for pruned in values.get("PRUNEPATHS", []):
+        if mnt == Path(pruned) or Path(pruned) in mnt.parents:
+            return None
+    return (f"{conf} does not keep updatedb off this mount: the nightly index would crawl "
+            "the whole lake. Add fuse.elliptiofs to PRUNEFS there (docs/mount.md, \"Keep "
+            "indexers off the mount\")")
+
+
 FUSECTL = "/sys/fs/fuse/connections"
 
 
@@ -319,6 +347,8 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         await nursery.start(outbox.run)
         log.info("mounted %s on %s (catalogue %s)", settings.store, mountpoint,
                  settings.catalogue)
+        if (warning := indexer_warning(mountpoint)) is not None:
+            log.warning("%s", warning)
         nursery.start_soon(_watch_signals, pyfuse3.terminate)
         nursery.start_soon(_when_initialised, mountpoint, ready)
         await pyfuse3.main()

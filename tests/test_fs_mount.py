@@ -286,3 +286,26 @@ def test_daemon_mode_and_start_errors(populated, store_env, tmp_path):
         assert time.monotonic() < deadline, (tmp_path / "bg.log").read_text()
         time.sleep(0.05)
     assert not os.path.ismount(mnt)
+
+
+@pytest.mark.parametrize("conf, warned", [
+    (None, False),  # no updatedb installed: nothing to say
+    ('PRUNE_BIND_MOUNTS="yes"\nPRUNEFS="NFS fuse.sshfs tmpfs"\nPRUNEPATHS="/tmp /var/spool"\n',
+     True),
+    ('PRUNEFS="NFS fuse.sshfs FUSE.ELLIPTIOFS"\n', False),  # updatedb ignores case
+    ("PRUNEFS = 'fuse.elliptiofs'\n", False),
+    ('PRUNEFS="NFS"\nPRUNEPATHS="/tmp /mnt"\n', False),  # a directory above the mount
+    ('PRUNEFS="NFS"\nPRUNEPATHS="/mnt/eio/lake"\n', False),  # the mount itself
+    ('PRUNEFS="NFS"\nPRUNEPATHS="/mnt/eio2 /mn"\n', True),  # neither: prefixes of names
+    ('# PRUNEFS="fuse.elliptiofs"\n', True),  # a comment
+])
+def test_the_daemon_warns_when_updatedb_would_crawl_the_lake(tmp_path, conf, warned):
+    from elliptiofs.cli import indexer_warning
+
+    path = tmp_path / "updatedb.conf"
+    if conf is not None:
+        path.write_text(conf)
+    warning = indexer_warning("/mnt/eio/lake", str(path))
+    assert (warning is not None) == warned
+    if warned:
+        assert "PRUNEFS" in warning and "fuse.elliptiofs" in warning and str(path) in warning
