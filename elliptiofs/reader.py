@@ -132,7 +132,9 @@ class Workers:
         return result
 
     def close(self) -> None:
-        """Stop taking calls; the threads end once the calls under way return."""
+        """Stop taking calls. Queued calls are dropped without an answer, so close it only
+        once nothing waits on it (after the nursery whose tasks call it); the threads end
+        once the calls under way return."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
