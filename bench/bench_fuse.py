@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,17 +166,24 @@ class Meter:
         self.server_pid = server_pid
         self.runs: dict[tuple[str, str], dict[str, float]] = {}
 
-    def timed(self, cmd: str, name: tuple[str, str] | None = None) -> float:
+    def measure(self, work: Callable[[], object], name: tuple[str, str] | None = None
+                ) -> float:
+        """Run *work*; its wall time. Under *name*, the best run is the one kept."""
         s0, m0 = process_cpu(self.server_pid), machine_cpu()
         t = time.perf_counter()
-        subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
+        work()
         wall = time.perf_counter() - t
         run = {"wall": wall, "server": process_cpu(self.server_pid) - s0,
                "machine": machine_cpu() - m0}
         if name is not None and (name not in self.runs or wall < self.runs[name]["wall"]):
-            self.runs[name] = run  # the best run of a workload is the one reported
+            self.runs[name] = run
         return wall
+
+    def timed(self, cmd: str, name: tuple[str, str] | None = None) -> float:
+        """:meth:`measure` of a shell command."""
+        return self.measure(lambda: subprocess.run(
+            cmd, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
+            name)
 
 
 def evict(path: Path) -> None:
@@ -275,21 +282,15 @@ def main() -> int:
         # of whichever mount runs ~30 s after populating (all three were seen 2-3x slower)
         os.sync()
 
-        def boto3_read() -> float:
-            s0, m0 = process_cpu(meter.server_pid), machine_cpu()
-            t = time.perf_counter()
+        def boto3_get() -> None:
             body = s3c.get_object(Bucket=bucket, Key="big/big.bin")["Body"]
             n = 0
             while chunk := body.read(8 << 20):
                 n += len(chunk)
             assert n == big_size
-            wall = time.perf_counter() - t
-            best = meter.runs.get(("boto3", "cold"))
-            if best is None or wall < best["wall"]:
-                meter.runs[("boto3", "cold")] = {
-                    "wall": wall, "server": process_cpu(meter.server_pid) - s0,
-                    "machine": machine_cpu() - m0}
-            return wall
+
+        def boto3_read() -> float:
+            return meter.measure(boto3_get, ("boto3", "cold"))
 
         results["boto3"] = {"cold": boto3_read()}
 

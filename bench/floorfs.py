@@ -4,7 +4,7 @@
 
 A peer in ``bench_fuse.py``: the same shape of tree as elliptiofs shows there, through the
 same binding (pyfuse3 + trio), with the same mount options, timeouts and kernel tuning
-(``elliptiofs.cli.tune_mount``), but no catalogue, no store, no lineage and no worker
+(``elliptiofs.cli.when_initialised``), but no catalogue, no store, no lineage and no worker
 threads: every answer comes from memory on the trio thread. What it takes for a workload
 is what pyfuse3 and the kernel's FUSE path take for it, the least any pyfuse3 daemon can
 take::
@@ -34,7 +34,7 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from elliptiofs.cli import tune_mount  # noqa: E402
+from elliptiofs.cli import when_initialised  # noqa: E402
 
 SMALL_SIZE = 4096
 BLOCK = 8 << 20
@@ -160,11 +160,8 @@ class Floor(pyfuse3.Operations):
 
 async def serve(mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
-        async def tune() -> None:
-            await trio.to_thread.run_sync(os.stat, mountpoint)  # returns after INIT
-            tune_mount(mountpoint, "fuse.elliptiofs-floor")
-
-        nursery.start_soon(tune)
+        nursery.start_soon(when_initialised, mountpoint, lambda: None,
+                           "fuse.elliptiofs-floor")
         await pyfuse3.main()
 
 

@@ -290,8 +290,8 @@ class Lake:
 
         *user* overrides the configured user (the FUSE outbox passes the writing uid's
         name). *writer* describes the program the files come from when it is not this
-        process (the outbox; see :func:`elliptio.provenance.capture`); *extra_provenance*
-        is added to the provenance as it is. A failure before the metadata is written
+        process (see :func:`elliptio.provenance.capture`); *extra_provenance* is added to
+        the provenance as it is. A failure before the metadata is written
         removes what was written where the store allows it; anything left is an orphan
         that ``eio fsck`` reports.
         """

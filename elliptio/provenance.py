@@ -206,21 +206,20 @@ def _process_start() -> str | None:
         return None
 
 
-WRITER_UNKNOWN = ("written through the mount's outbox by another program: only its "
-                  "command line and user are known")
+WRITER_UNKNOWN = ("the files were written by another program than the one that saved "
+                  "them: only its command line and user are known")
 
 
 def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
             ) -> tuple[dict[str, Any], dict[str, str]]:
     """(summary for metadata, {log name: text}). Never raises.
 
-    *writer* describes the program the files come from when it is not this process (the
-    mount's outbox: ``argv``, ``uid`` and ``login`` of the program that wrote them, which
-    has usually exited by the time they are saved). Then the summary describes that
-    program, not this one: its command line and user; its packages, git state,
-    environment and Python are not known (no ``pip_freeze`` or git logs; the daemon does
-    not run git in another user's directory either: a repository's configuration can run
-    commands). This process is named under ``via``."""
+    *writer* describes the program the files come from when it is not this process:
+    ``argv``, ``uid`` and ``login`` of that program, and ``via``, what this process is
+    (the writer has usually exited by the time its files are saved). Then the summary
+    describes the writer, not this process: its command line and user; its packages, git
+    state, environment and Python are not known and said so (no ``pip_freeze`` or git
+    logs). This process is named under ``via``."""
     if writer is not None:
         return _capture_writer(user, version, writer), {}
     summary: dict[str, Any] = {}
@@ -260,8 +259,7 @@ def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
     summary.update(
         python={"version": platform.python_version(), "implementation":
                 platform.python_implementation(), "executable": sys.executable},
-        platform={"system": platform.system(), "release": platform.release(),
-                  "machine": platform.machine(), "description": platform.platform()},
+        platform=_platform(),
         host=socket.gethostname(),
         user=user,
         login=login,
@@ -276,19 +274,23 @@ def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
     return summary, logs
 
 
+def _platform() -> dict[str, str]:
+    return {"system": platform.system(), "release": platform.release(),
+            "machine": platform.machine(), "description": platform.platform()}
+
+
 def _capture_writer(user: str, version: str, writer: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "pip_freeze": {"present": False, "reason": WRITER_UNKNOWN},
         "git": {"present": False, "reason": WRITER_UNKNOWN},
-        "platform": {"system": platform.system(), "release": platform.release(),
-                     "machine": platform.machine(), "description": platform.platform()},
+        "platform": _platform(),
         "host": socket.gethostname(),
         "user": user,
         "login": writer.get("login"),
         "uid": writer.get("uid"),
         "argv": redact_argv([str(a) for a in writer.get("argv") or []]),
         "elliptio_version": version,
-        "via": {"program": "elliptiofs outbox", "pid": os.getpid(),
+        "via": {"program": writer.get("via"), "pid": os.getpid(),
                 "argv": redact_argv(list(sys.argv)), "process_started": _process_start(),
                 "python": platform.python_version()},
     }

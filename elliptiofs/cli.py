@@ -260,14 +260,16 @@ def tune_mount(mountpoint: str, fstype: str = "fuse.elliptiofs") -> None:
                          value, exc.strerror)
 
 
-async def _when_initialised(mountpoint: str, ready: Callable[[], None]) -> None:
+async def when_initialised(mountpoint: str, ready: Callable[[], None],
+                           fstype: str = "fuse.elliptiofs") -> None:
     """Tune the mount once the kernel has the INIT reply (a ``stat`` of the mountpoint
     from a worker thread returns only then; the trio thread must not call into its own
-    mount), then report ready."""
+    mount), then report ready (to *ready* and to systemd). The bench's floor mount
+    (``bench/floorfs.py``, *fstype* ``fuse.elliptiofs-floor``) is tuned by it too."""
     with trio.move_on_after(30):
         with contextlib.suppress(OSError):
             await trio.to_thread.run_sync(os.stat, mountpoint, cancellable=True)
-    tune_mount(mountpoint)
+    tune_mount(mountpoint, fstype)
     ready()
     notify_systemd("READY=1")
 
@@ -350,7 +352,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         if (warning := indexer_warning(mountpoint)) is not None:
             log.warning("%s", warning)
         nursery.start_soon(_watch_signals, pyfuse3.terminate)
-        nursery.start_soon(_when_initialised, mountpoint, ready)
+        nursery.start_soon(when_initialised, mountpoint, ready)
         await pyfuse3.main()
         notify_systemd("STOPPING=1")
         log.info("unmounting %s", mountpoint)

@@ -943,9 +943,11 @@ class Outbox:
                                      "lineage": "readlog" if meta["based_on"] is None
                                      else "explicit"}}
             # the provenance describes the program that wrote the entry (the first one),
-            # not the daemon: it is named under "via"
+            # not the daemon, which is named under "via". Of the writer only the command
+            # line is known: the daemon does not run git in another user's directory (a
+            # repository's configuration can run commands, and the daemon is often root)
             writer = {"argv": _split_command(writers[0]) if writers else [],
-                      "uid": top.uid, "login": user}
+                      "uid": top.uid, "login": user, "via": "elliptiofs outbox"}
 
             def save() -> Any:
                 based_on = meta["based_on"]
