@@ -55,6 +55,8 @@ READ_AHEAD_KB = 4096
 DAEMON_SQLITE_CACHE_MB = 16
 #: FUSE requests the kernel keeps in flight (parallel readers)
 MAX_BACKGROUND = 64
+#: catalogue calls in flight at once (searches, a network catalogue, scan planning)
+CATALOGUE_THREADS = 8
 
 
 class StartError(Exception):
@@ -309,6 +311,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
     from .readlog import ReadLog, ReadLogError
     from .scan import ScanAhead
     from .tree import Tree
+    from .workers import Workers
 
     async with contextlib.AsyncExitStack() as stack:
         lake = Lake(settings)
@@ -324,12 +327,14 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         stack.callback(outbox.close)  # after the nursery: a commit under way finishes
         reader = Reader(lake.store, budget=args.cache_mb << 20)
         stack.callback(reader.close)  # after the nursery: nothing reads any more
+        catalogue_workers = Workers(CATALOGUE_THREADS, "eio-cat")
+        stack.callback(catalogue_workers.close)  # after the nursery, likewise
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)  # LIFO: runs before the nursery waits
         tree = Tree(lake)
-        scan = ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2),
+        scan = ScanAhead(tree, reader, catalogue_workers,
                          max_window=args.scan_ahead) if args.scan_ahead else None
-        ops = Operations(tree, reader, readlog, scope=args.scope,
+        ops = Operations(tree, reader, readlog, catalogue_workers, scope=args.scope,
                          inline_catalogue=settings.catalogue.startswith("sqlite:"),
                          outbox=outbox, scan=scan)
         ops.enable_writeback_cache = args.writeback  # read by pyfuse3.init

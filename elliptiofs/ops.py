@@ -48,6 +48,7 @@ from .reader import Reader
 from .readlog import ReadLog, ReadLogError, scope_for
 from .scan import ScanAhead
 from .tree import Entry, Inodes, Kind, Node, Tree, owner_of
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,9 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, tree: Tree, reader: Reader, readlog: ReadLog | None, *,
-                 scope: str = "session", inline_catalogue: bool = True,
+    def __init__(self, tree: Tree, reader: Reader, readlog: ReadLog | None,
+                 catalogue_workers: Workers, *, scope: str = "session",
+                 inline_catalogue: bool = True,
                  outbox: OutboxOps | None = None, scan: ScanAhead | None = None) -> None:
         super().__init__()
         self.tree = tree
@@ -190,8 +192,8 @@ class Operations(pyfuse3.Operations):
         self._dirs: dict[int, _Dir] = {}
         self._files: dict[int, tuple[str, int]] = {}  # fh -> ("reader"|"outbox", their fh)
         self._next_fh = 1
-        self._catalogue_limiter = trio.CapacityLimiter(8)
-        self._metadata_limiter = trio.CapacityLimiter(8)
+        #: catalogue calls that do not run inline (the daemon shares it with the scan)
+        self.catalogue_workers = catalogue_workers
 
     # -- helpers ---------------------------------------------------------------------
     async def _cat(self, fn: Callable[..., Any], *args: Any, heavy: bool = False) -> Any:
@@ -200,7 +202,7 @@ class Operations(pyfuse3.Operations):
         in a worker thread for network catalogues and for searches."""
         if self.inline_catalogue and not heavy:
             return fn(*args)
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._catalogue_limiter)
+        return await self.catalogue_workers.run(fn, *args)
 
     def _fh(self) -> int:
         fh = self._next_fh
@@ -214,8 +216,7 @@ class Operations(pyfuse3.Operations):
             if cached is not None:
                 node.size = len(cached)
             else:
-                await trio.to_thread.run_sync(self.tree.metadata_bytes, node,
-                                              limiter=self._metadata_limiter)
+                await self.reader.run(self.tree.metadata_bytes, node)  # a store read
         return node
 
     def _attrs(self, ino: int, node: Node) -> pyfuse3.EntryAttributes:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from typing import Any
 
@@ -33,6 +32,8 @@ import trio
 
 from elliptio.errors import IntegrityError, NotFound, StorageError
 from elliptio.store import Store
+
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -76,66 +77,6 @@ class Budget:
 
     def give(self, n: int) -> None:
         self.used -= n
-
-
-Done = Callable[[Any, "BaseException | None"], None]
-
-
-class Workers:
-    """A fixed pool of worker threads for store calls, answering on the trio thread.
-
-    ``trio.to_thread.run_sync`` costs the trio thread a task, a capacity limiter and a
-    hand-off to a cached thread per call; for the small GETs of a scan that was ~0.1 ms of
-    the trio thread's time and as much again of the worker's, per file (measured: a scan
-    of 1,000 small files 15-20 % faster without it). Here a call is put on the pool's
-    queue, and its outcome comes back as one callback through the trio token. At most
-    *workers* calls run at once; the rest wait in order.
-
-    Create and use it on the trio thread. A caller that is cancelled stops waiting; the
-    call itself still finishes in its thread and its outcome is dropped."""
-
-    def __init__(self, workers: int, name: str) -> None:
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
-        self._token = trio.lowlevel.current_trio_token()
-
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Done) -> None:
-        """Run ``fn(*args)`` in a worker; then ``done(result, None)`` or ``done(None,
-        exception)`` on the trio thread."""
-        token = self._token
-
-        def work() -> None:
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # noqa: BLE001 - delivered to the caller
-                result, error = None, exc
-            try:
-                token.run_sync_soon(done, result, error)
-            except trio.RunFinishedError:
-                pass  # the daemon is gone: nobody waits for it
-
-        self._pool.submit(work)
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in a worker: its result, or its exception raised here."""
-        finished = trio.Event()
-        outcome: list[Any] = []
-
-        def done(result: Any, error: BaseException | None) -> None:
-            outcome[:] = [result, error]
-            finished.set()
-
-        self.submit(fn, args, done)
-        await finished.wait()
-        result, error = outcome
-        if error is not None:
-            raise error
-        return result
-
-    def close(self) -> None:
-        """Stop taking calls. Queued calls are dropped without an answer, so close it only
-        once nothing waits on it (after the nursery whose tasks call it); the threads end
-        once the calls under way return."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Part:
@@ -234,6 +175,10 @@ class Reader:
         self._prefetched[key] = part
         self._prefetched_bytes += size
         self._fill(key, part, self._prefetch_io)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, another blocking store call, on the reader's I/O threads."""
+        return await self._io.run(fn, *args)
 
     def close(self) -> None:
         """Stop the worker threads (calls under way finish; their outcome is dropped)."""

@@ -32,11 +32,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections import OrderedDict
-
-import trio
+from typing import Any
 
 from .reader import Reader
 from .tree import Node, Tree
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,16 @@ class _Scan:
 class ScanAhead:
     """Detects scans (see the module docstring) and has *reader* prefetch ahead of them.
 
-    *tree* answers which artifacts come next (:meth:`Tree.same_file_after`, run in a
-    worker thread under *limiter*); *nursery* runs those queries. Call :meth:`opened` on
-    the trio thread for every open of a user file, with the reader's scope; it never
-    blocks."""
+    *tree* answers which artifacts come next (:meth:`Tree.same_file_after`, run on
+    *workers*, the catalogue's pool). Call :meth:`opened` on the trio thread for every
+    open of a user file, with the reader's scope; it never blocks."""
 
-    def __init__(self, tree: Tree, reader: Reader, nursery: trio.Nursery,
-                 limiter: trio.CapacityLimiter, *, max_window: int = MAX_WINDOW) -> None:
+    def __init__(self, tree: Tree, reader: Reader, workers: Workers, *,
+                 max_window: int = MAX_WINDOW) -> None:
         self._tree = tree
         self.max_window = max_window
         self._reader = reader
-        self._nursery = nursery
-        self._limiter = limiter
+        self._workers = workers
         self._scans: OrderedDict[str, _Scan] = OrderedDict()
 
     def opened(self, scope: str, node: Node) -> None:
@@ -118,21 +116,19 @@ class ScanAhead:
         else:
             start = node.artifact
         s.planning = True
-        self._nursery.start_soon(self._plan, s, start)
-
-    async def _plan(self, s: _Scan, start: str) -> None:
-        try:
-            found = await trio.to_thread.run_sync(
-                functools.partial(self._tree.same_file_after, s.rel, start,
+        query = functools.partial(self._tree.same_file_after, s.rel, start,
                                   order=s.order or "oldest",
                                   user=s.user if s.same_user else None,
-                                  limit=min(s.window, self.max_window)),
-                limiter=self._limiter)
-        except Exception as exc:  # a hint only: the reads themselves will say what fails
-            log.debug("scan read-ahead after %s: %s", start, exc)
+                                  limit=min(s.window, self.max_window))
+        self._workers.submit(query, (),
+                             lambda found, error: self._planned(s, start, found, error))
+
+    def _planned(self, s: _Scan, start: str, found: Any, error: BaseException | None) -> None:
+        """The answer of a planning query (on the trio thread): prefetch what it found."""
+        s.planning = False
+        if error is not None:  # a hint only: the reads themselves will say what fails
+            log.debug("scan read-ahead after %s: %s", start, error)
             found = []
-        finally:
-            s.planning = False
         for _, node in found:
             if node is not None and node.object and 0 < node.size <= SMALL_MAX:
                 self._reader.prefetch(node.object, node.size)

@@ -26,6 +26,7 @@ from elliptiofs.reader import Reader
 from elliptiofs.readlog import ReadLog, scope_for
 from elliptiofs.scan import ScanAhead
 from elliptiofs.tree import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind, Tree
+from elliptiofs.workers import Workers
 from tests.fixtures.spy import Spy
 
 CTX = SimpleNamespace(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), umask=0o022)
@@ -69,16 +70,16 @@ def with_ops(lake: Lake, fn: Callable[[Operations], Any], *, readlog: ReadLog | 
 
     async def main() -> None:
         reader = Reader(lambda: lake.store)
+        catalogue_workers = Workers(4, "test-cat")
         try:
-            async with trio.open_nursery() as nursery:
-                tree = Tree(lake)
-                ahead = (ScanAhead(tree, reader, nursery, trio.CapacityLimiter(2)) if scan
-                         else None)
-                ops = Operations(tree, reader, readlog, scope=scope, scan=ahead)
-                result.append(await fn(ops))
-                nursery.cancel_scope.cancel()
+            tree = Tree(lake)
+            ahead = ScanAhead(tree, reader, catalogue_workers) if scan else None
+            ops = Operations(tree, reader, readlog, catalogue_workers, scope=scope,
+                             scan=ahead)
+            result.append(await fn(ops))
         finally:
             reader.close()
+            catalogue_workers.close()
 
     trio.run(main)
     return result[0]
@@ -484,7 +485,7 @@ def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable():
             finished.append(i)
 
     async def main() -> None:
-        workers = reader_mod.Workers(2, "test")
+        workers = Workers(2, "test")
         main_thread = threading.get_ident()
         try:
             got: dict[int, Any] = {}
