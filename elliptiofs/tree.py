@@ -53,8 +53,9 @@ TOP = ("artifacts", "by-user", "by-tag", "by-date", "based-on", "search", "outbo
 IMMUTABLE_TIMEOUT = 3600.0
 #: kernel cache lifetime of query directories and of names not found in them
 QUERY_TIMEOUT = 1.0
-#: artifacts whose parsed file tree is kept (lookups inside one artifact come in bursts)
-VIEW_CACHE = 64
+#: artifacts whose parsed file tree is kept (lookups inside one artifact come in bursts;
+#: a scan's read-ahead puts the next window's there, up to 64: see same_file_after)
+VIEW_CACHE = 128
 #: metadata.yaml contents kept in memory (small; read from the store once)
 METADATA_CACHE = 256
 
@@ -230,11 +231,15 @@ class _LRU(OrderedDict[str, Any]):
                 self.move_to_end(key)
                 return self[key]
         value = make()
+        self.put(key, value)
+        return value
+
+    def put(self, key: str, value: Any) -> None:
         with self.lock:
             self[key] = value
+            self.move_to_end(key)
             while len(self) > self.size:
                 self.popitem(last=False)
-        return value
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -274,12 +279,16 @@ class Tree:
         """The next *limit* artifacts after *after* in id order (``order="oldest"``:
         ascending, ``"newest"``: descending), only *user*'s if given: each one's id and
         the node of its file at *rel* inside it (None where it has none). One catalogue
-        query (call it in a thread); read-ahead across artifacts (:mod:`.scan`) uses it."""
+        query (call it in a thread); read-ahead across artifacts (:mod:`.scan`) uses it.
+
+        The parsed artifacts go into the view cache: the scan's next opens look these
+        artifacts up, and find them there instead of reading the catalogue again."""
         *parent, name = rel
         out: list[tuple[str, Node | None]] = []
         for md in self.catalogue.find(Query(user=user, order=order, after=after,
                                             limit=limit)):
             v = ArtifactView(md)
+            self._views.put(v.id, v)
             record = v.dirs.get("/".join(parent), {}).get(name)  # None: missing or a dir
             out.append((v.id, v.node(rel, record) if record is not None else None))
         return out

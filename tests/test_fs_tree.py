@@ -365,13 +365,18 @@ def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
     ids, data = series
     readlog = ReadLog(str(tmp_path / "readlog.sqlite"))
     store = Spy(lake.store, "read_range")
-    counted = Lake(lake.settings, store=store, catalogue=lake.catalogue)  # type: ignore[arg-type]
+    catalogue = Spy(lake.catalogue, "get")
+    counted = Lake(lake.settings, store=store, catalogue=catalogue)  # type: ignore[arg-type]
+    gets_by_lookup: list[int] = []  # catalogue reads of the lookups, per file
 
     async def read_all(ops: Operations, order: list[str], name: str = "m.json") -> list[int]:
         """Open+read+release each; the bytes fetched by the read itself, per file."""
         fetched_by_read = []
+        gets_by_lookup.clear()
         for aid in order:
+            gets = len(catalogue.calls)
             ino = await walk(ops, "artifacts", aid, name)
+            gets_by_lookup.append(len(catalogue.calls) - gets)
             info = await ops.open(ino, os.O_RDONLY, CTX)
             # the read-ahead this open started is planned and fetched before the read, so
             # that what the read fetches is its own (however loaded the machine is)
@@ -393,6 +398,9 @@ def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
         by_read = await read_all(ops, ids[:12])
         assert by_read[:2] == [len(data[ids[0]]), len(data[ids[1]])]
         assert by_read[3:] == [0] * 9, by_read
+        # and their lookups find the artifacts the read-ahead already parsed
+        assert gets_by_lookup[:2] == [1, 1]
+        assert gets_by_lookup[3:] == [0] * 9, gets_by_lookup
         # lineage: only the 12 opened, not the prefetched ones beyond
         assert set(readlog.artifacts_for(scope_for(CTX.pid, CTX.uid))) == set(ids[:12])
         # what is held is the prefetch cache's, within its quarter of the budget
