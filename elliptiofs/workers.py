@@ -11,11 +11,14 @@ reader's, :mod:`.reader`; also ``metadata.yaml``) and catalogue calls that are n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import trio
+
+log = logging.getLogger(__name__)
 
 Done = Callable[[Any, "BaseException | None"], None]
 
@@ -36,10 +39,18 @@ class Workers:
     def __init__(self, workers: int, name: str) -> None:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
         self._token = trio.lowlevel.current_trio_token()
+        self.closed = False
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Done) -> None:
         """Run ``fn(*args)`` in a worker; then ``done(result, None)`` or ``done(None,
-        exception)`` on the trio thread."""
+        exception)`` on the trio thread. Once closed, the call is dropped (as queued calls
+        are): a late answer arriving while the daemon stops (a scan's plan prefetching)
+        has nothing left to do.
+
+        *done* runs among trio's own callbacks, where an exception would end the whole
+        daemon (and the mount): one it raises is logged as the bug it is instead."""
+        if self.closed:
+            return
         token = self._token
 
         def work() -> None:
@@ -48,14 +59,17 @@ class Workers:
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 result, error = None, exc
             try:
-                token.run_sync_soon(done, result, error)
+                token.run_sync_soon(_answer, done, result, error)
             except trio.RunFinishedError:
                 pass  # the daemon is gone: nobody waits for it
 
         self._pool.submit(work)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in a worker: its result, or its exception raised here."""
+        """``fn(*args)`` in a worker: its result, or its exception raised here
+        (:class:`trio.ClosedResourceError` once closed)."""
+        if self.closed:
+            raise trio.ClosedResourceError("the worker threads are stopped")
         finished = trio.Event()
         outcome: list[Any] = []
 
@@ -74,4 +88,12 @@ class Workers:
         """Stop taking calls. Queued calls are dropped without an answer, so close it only
         once nothing waits on it (after the nursery whose tasks call it); the threads end
         once the calls under way return."""
+        self.closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _answer(done: Done, result: Any, error: BaseException | None) -> None:
+    try:
+        done(result, error)
+    except Exception:
+        log.exception("answering a worker's call failed (a bug; the call is dropped)")

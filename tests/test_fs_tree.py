@@ -466,10 +466,12 @@ def test_a_failed_prefetch_is_not_an_eio(lake, series):
     with_ops(flaky, check, scan=True)
 
 
-def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable():
-    """The reader's worker pool: results and exceptions come back to the caller, no more
+def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable(caplog):
+    """The daemon's worker pools: results and exceptions come back to the caller, no more
     than its size run at once, a cancelled caller stops waiting (the call still finishes
-    in its thread), and an outcome arriving after the run is over is dropped quietly."""
+    in its thread), an answer callback that raises is logged as a bug instead of ending
+    the daemon, a closed pool drops calls (run says so), and an outcome arriving after
+    the run is over is dropped quietly."""
     import threading
     import time
 
@@ -523,6 +525,19 @@ def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable():
             while 5 not in finished and time.monotonic() < deadline:
                 await trio.sleep(0.01)
             assert 5 in finished
+
+            answered = trio.Event()
+
+            def broken(result: Any, error: BaseException | None) -> None:
+                answered.set()
+                raise ValueError("a broken callback")
+
+            workers.submit(call, (7,), broken)  # would end trio.run if it escaped
+            with trio.fail_after(5):
+                await answered.wait()
+            await trio.sleep(0.01)  # the log line follows the callback
+            assert any("(a bug;" in r.getMessage() and r.exc_info for r in caplog.records)
+
             release.clear()
             workers.submit(call, (6,), lambda r, e: None)  # answered after the run: dropped
             while running == 0 and time.monotonic() < deadline + 5:
@@ -530,6 +545,9 @@ def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable():
             assert running == 1
         finally:
             workers.close()
+        workers.submit(call, (8,), lambda r, e: None)  # closed: dropped, no error
+        with pytest.raises(trio.ClosedResourceError):
+            await workers.run(call, 9)
 
     trio.run(main)
     release.set()
@@ -537,6 +555,7 @@ def test_reader_workers_answer_on_the_trio_thread_bounded_and_cancellable():
     while 6 not in finished and time.monotonic() < deadline:
         time.sleep(0.01)
     assert 6 in finished
+    assert 8 not in finished and 9 not in finished
 
 
 def test_store_and_catalogue_failures_are_eio_and_pass(lake, saved):
