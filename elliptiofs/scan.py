@@ -120,8 +120,7 @@ class ScanAhead:
                                   order=s.order or "oldest",
                                   user=s.user if s.same_user else None,
                                   limit=min(s.window, self.max_window))
-        self._workers.submit(query, (),
-                             lambda found, error: self._planned(s, start, found, error))
+        self._workers.submit(query, (), functools.partial(self._planned, s, start))
 
     def _planned(self, s: _Scan, start: str, found: Any, error: BaseException | None) -> None:
         """The answer of a planning query (on the trio thread): prefetch what it found."""

@@ -223,15 +223,21 @@ class _LRU(OrderedDict[str, Any]):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
-        self.lock = threading.Lock()  # worker threads fill the metadata cache
+        self.lock = threading.Lock()  # worker threads fill it (metadata, a scan's views)
+
+    def recent(self, key: str) -> Any | None:
+        """The value kept for *key* (now the most recently used), or None."""
+        with self.lock:
+            value = self.get(key)
+            if value is not None:
+                self.move_to_end(key)
+            return value
 
     def fetch(self, key: str, make: Callable[[], Any]) -> Any:
-        with self.lock:
-            if key in self:
-                self.move_to_end(key)
-                return self[key]
-        value = make()
-        self.put(key, value)
+        value = self.recent(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
         return value
 
     def put(self, key: str, value: Any) -> None:
@@ -264,15 +270,14 @@ class Tree:
         """The parsed file tree of *artifact_id*, or None if the catalogue does not know it."""
         if not ID_RE.match(artifact_id):
             return None
-        with self._views.lock:
-            v = self._views.get(artifact_id)
-            if v is not None:
-                self._views.move_to_end(artifact_id)
-                return v
-        md = self.catalogue.get(artifact_id)
-        if md is None:
-            return None
-        return self._views.fetch(artifact_id, lambda: ArtifactView(md))
+        v: ArtifactView | None = self._views.recent(artifact_id)
+        if v is None:
+            md = self.catalogue.get(artifact_id)
+            if md is None:
+                return None  # not cached: the artifact may be saved later
+            v = ArtifactView(md)
+            self._views.put(artifact_id, v)
+        return v
 
     def same_file_after(self, rel: tuple[str, ...], after: str, *, order: str,
                         user: str | None, limit: int) -> list[tuple[str, Node | None]]:

@@ -39,7 +39,7 @@ class Workers:
     def __init__(self, workers: int, name: str) -> None:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
         self._token = trio.lowlevel.current_trio_token()
-        self.closed = False
+        self._closed = False
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Done) -> None:
         """Run ``fn(*args)`` in a worker; then ``done(result, None)`` or ``done(None,
@@ -49,7 +49,7 @@ class Workers:
 
         *done* runs among trio's own callbacks, where an exception would end the whole
         daemon (and the mount): one it raises is logged as the bug it is instead."""
-        if self.closed:
+        if self._closed:
             return
         token = self._token
 
@@ -68,7 +68,7 @@ class Workers:
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in a worker: its result, or its exception raised here
         (:class:`trio.ClosedResourceError` once closed)."""
-        if self.closed:
+        if self._closed:
             raise trio.ClosedResourceError("the worker threads are stopped")
         finished = trio.Event()
         outcome: list[Any] = []
@@ -88,7 +88,7 @@ class Workers:
         """Stop taking calls. Queued calls are dropped without an answer, so close it only
         once nothing waits on it (after the nursery whose tasks call it); the threads end
         once the calls under way return."""
-        self.closed = True
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
