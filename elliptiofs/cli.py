@@ -270,7 +270,7 @@ async def when_initialised(mountpoint: str, ready: Callable[[], None],
     (``bench/floorfs.py``, *fstype* ``fuse.elliptiofs-floor``) is tuned by it too."""
     with trio.move_on_after(30):
         with contextlib.suppress(OSError):
-            await trio.to_thread.run_sync(os.stat, mountpoint, cancellable=True)
+            await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
     tune_mount(mountpoint, fstype)
     ready()
     notify_systemd("READY=1")

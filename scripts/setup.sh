@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
 # Installs everything ElliptIO and its tests need on a fresh Debian machine (as root, or
-# with sudo). Idempotent: quick when everything is there already.
+# with sudo), into a virtual environment of the project's own: nothing the machine's Python
+# has preinstalled is used. Idempotent: quick when everything is there already.
+#
+#   bash scripts/setup.sh [demo|test]
+#
+# demo  the fuse and web extras (the main job), from requirements/run.txt
+# test  the test extra (everything the suite needs), from requirements/test.txt
+#
+# Environment:
+#   PYTHON          the interpreter the environment is made from (default: python3.11 if
+#                   there is one, else python3; 3.11 to 3.13)
+#   ELLIPTIO_VENV   where the environment lives (default: .venv in the repository)
+#   ELLIPTIO_DEPS   "locked" (default): exactly the committed lock; "newest": a fresh
+#                   environment resolved to the newest versions pyproject.toml allows,
+#                   followed by the list of packages that moved since the lock
+#
+# The locks are made by `bash scripts/lock.sh` (pip-tools' pip-compile, Python 3.11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-test}
-if [ "$MODE" = demo ]; then
-    APT_PACKAGES=(fuse3 libfuse3-dev pkg-config git)   # the demo may mount the lake
-    EXTRAS=fuse,web
-else
-    APT_PACKAGES=(fuse3 libfuse3-dev pkg-config attr rsync chromium s3fs rclone sqlite3 git)
-    EXTRAS=test
-fi
+case "$MODE" in
+    demo) APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc git)
+          EXTRAS=fuse,web; LOCK=requirements/run.txt ;;
+    test) APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc attr rsync chromium s3fs rclone
+                        sqlite3 git)
+          EXTRAS=test; LOCK=requirements/test.txt ;;
+    *) echo "setup: usage: setup.sh [demo|test]" >&2; exit 2 ;;
+esac
+DEPS=${ELLIPTIO_DEPS:-locked}
+case "$DEPS" in locked|newest) ;; *)
+    echo "setup: ELLIPTIO_DEPS must be 'locked' or 'newest', not '$DEPS'" >&2; exit 2 ;;
+esac
+
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 missing=()
@@ -24,6 +46,54 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
-echo "setup: installing ElliptIO ($EXTRAS extras) with pip"
-$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[$EXTRAS]"
+if [ -z "${PYTHON:-}" ]; then
+    if command -v python3.11 >/dev/null; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))'
+then
+    echo "setup: $PYTHON is $("$PYTHON" -V 2>&1); ElliptIO needs Python 3.11 to 3.13" \
+         "(set PYTHON=/path/to/python3.x)" >&2
+    exit 2
+fi
+VENV=$(realpath -m "${ELLIPTIO_VENV:-.venv}")
+VPY="$VENV/bin/python"
+want_version=$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+
+# The environment is made anew when it is missing, sees system site-packages, was made
+# from another Python, holds another lock than the committed one (so it is exactly the
+# lock, never the lock plus leftovers), or always for "newest": a resolution must not start
+# from what is there. The test lock holds the demo's (scripts/lock.sh), so an environment
+# set up for the tests serves the demo as it is.
+lock_id() { cat "$1" pyproject.toml | sha256sum | cut -c1-16; }
+have=$(cat "$VENV/.elliptio-lock" 2>/dev/null || true)
+want="$LOCK $(lock_id "$LOCK")"
+test_lock="requirements/test.txt $(lock_id requirements/test.txt)"
+if [ "$DEPS" = locked ] && [ -x "$VPY" ] \
+   && ! grep -qi '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg" 2>/dev/null \
+   && [ "$("$VPY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)" \
+        = "$want_version" ] \
+   && { [ "$have" = "$want" ] || { [ "$MODE" = demo ] && [ "$have" = "$test_lock" ]; }; }
+then
+    echo "setup: $VENV is up to date with $(echo "$have" | cut -d' ' -f1)"
+    exit 0
+fi
+PIP=("$VPY" -m pip -q --disable-pip-version-check --no-input)
+quiet() {  # pip, without this machine's notes on find-links folders that are not there
+    "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a dir" || true; }
+}
+export PIP_ROOT_USER_ACTION=ignore   # root is the normal case on these machines
+echo "setup: making the environment $VENV (Python $want_version)"
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+if [ "$DEPS" = locked ]; then
+    echo "setup: installing $LOCK into it"
+    quiet "${PIP[@]}" install -r "$LOCK"
+    quiet "${PIP[@]}" install --no-deps -e .
+    echo "$want" > "$VENV/.elliptio-lock"
+else
+    echo "setup: installing ElliptIO[$EXTRAS] at the newest versions pyproject.toml allows"
+    quiet "${PIP[@]}" install --upgrade --upgrade-strategy eager -e ".[$EXTRAS]"
+    # What moved since the lock, so that a failure of this pass names its suspects.
+    "$VPY" scripts/lockdiff.py "$LOCK"
+fi
+echo "setup: ready: $VENV ($("$VPY" -V))"
