@@ -526,7 +526,8 @@ def load(artifact_id: str | Artifact) -> Artifact:
 
 
 def search(query: Query | str | None = None, **fields: Any) -> list[Artifact]:
-    """Artifacts matching the query, newest first (default limit 100; ``limit=None``: all).
+    """Artifacts matching the query, newest first (default limit 100; ``limit=0`` or
+    ``None``: all).
 
     Fields: user, since, until, files (file), tags (tag), type, info={...}, based_on,
     ancestor_of, transitive, depth, text, limit, order, after. Or a text query like

@@ -23,6 +23,11 @@ side. Semantics, fixed for every backend:
   values.
 - Results are ordered newest first (``order="oldest"`` reverses), by id; ``after`` is a
   keyset cursor (the last id of the previous page), so paging is stable under inserts.
+- ``limit`` caps how many artifacts a query returns: a positive integer, or ``0`` (and
+  ``None`` in Python) for no limit; negative numbers are an error. The same in Python
+  (default 100), ``eio search -n`` (default 50), the mount's ``search/limit=…/`` and the
+  web page, which always shows its results in pages: there ``limit`` is the page size,
+  and 0 asks for the largest page.
 """
 
 from __future__ import annotations
@@ -198,6 +203,12 @@ class Query:
     after: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # one meaning of limit everywhere (Python, the CLI, the web, the mount): 0 is no
+        # limit, like None
+        if self.limit == 0:
+            object.__setattr__(self, "limit", None)
+
     @classmethod
     def build(
         cls,
@@ -247,8 +258,10 @@ class Query:
                 if not isinstance(k, str) or not k:
                     raise QueryError(f"info: keys must be non-empty strings, got {k!r}")
             info_items = sorted(flatten_info(info))
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise QueryError(f"limit must be a non-negative integer, got {limit!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise QueryError(f"limit must be 0 (no limit) or a positive integer, "
+                             f"got {limit!r}")
         if order not in ("newest", "oldest"):
             raise QueryError(f"order must be 'newest' or 'oldest', got {order!r}")
         d = DEFAULT_DEPTH if depth is None else depth
@@ -572,8 +585,7 @@ def compile_mongo(q: Query, neighbours: Neighbours | None = None
     Transitive lineage and ``ancestor_of`` need the data (the parents of an artifact are
     in its document): pass *neighbours* (see :data:`Neighbours`); the walk happens here,
     breadth first with ``$in``, and its result becomes an ``_id $in`` condition. ``limit``
-    is returned as given: ``0`` means no result (pymongo's ``limit(0)`` means no limit,
-    so callers must not pass 0 on).
+    is returned as given (never 0: :class:`Query` turns 0 into ``None``, no limit).
     """
     conds: list[dict[str, Any]] = []
     if q.ids:

@@ -250,6 +250,9 @@ def test_readdir_pages_by_keyset_and_forget_bounds_the_table(lake, collect, monk
         assert len(await collect(ops, await walk(ops, "by-tag", "t"), per_call=5)) == 11
         q = await walk(ops, "search", "user=carol,limit=5")
         assert [n for n, _, _ in await collect(ops, q, per_call=2)] == carol[:5]
+        q = await walk(ops, "search", "user=carol,limit=0")  # 0: no limit
+        assert [n for n, _, _ in await collect(ops, q, per_call=2)] == carol
+        assert len(carol) > 5
         assert [n for n, _, _ in await collect(ops, await walk(ops, "search"))] == []
         root = [n for n, _, _ in await collect(ops, ROOT_INODE)]
         assert root == ["artifacts", "by-user", "by-tag", "by-date", "based-on", "search",

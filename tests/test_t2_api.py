@@ -189,6 +189,11 @@ def test_search_fields(work):
     assert ids(based_on=a.id) == [b.id]
     assert ids(ancestor_of=b.id) == [a.id]
     assert ids(limit=1) == [b.id]
+    assert ids(limit=0) == ids(limit=None) == [b.id, a.id]  # 0: no limit, as everywhere
+    assert [x.id for x in eio.search("limit=0")] == [b.id, a.id]
+    for bad in (-1, True, "3", 1.5):
+        with pytest.raises(eio.QueryError, match="limit must be 0"):
+            eio.search(limit=bad)
     assert ids(limit=1, after=b.id) == [a.id]
     assert [x.id for x in eio.search("type=model,info.epochs=\"10\"")] == [b.id]
     with pytest.raises(eio.QueryError):

@@ -48,6 +48,14 @@ def test_save_search_show_get_lineage_log(work, tmp_path):
     assert eio("search", "--count", "--type", "model").stdout.strip() == "1"
     assert eio("search", "--info", "epochs=10", "--json").stdout.count('"id"') == 1
     assert "no artifacts match" in eio("search", "--user", "nobody").stderr
+    # limit: 0 is no limit, as in Python, the web and the mount
+    both = sorted([a["id"], model_id], reverse=True)
+    for args in (["-n", "0"], ["limit=0"], ["limit=0", "-n", "1"]):
+        assert [x["id"] for x in json.loads(eio("search", *args, "--json").stdout)] == both
+    one = eio("search", "-n", "1")
+    assert "(first 1; use --limit 0 for all)" in one.stderr
+    bad = eio("search", "-n", "-2", check=False)
+    assert bad.returncode == 2 and "limit must be 0 (no limit)" in bad.stderr
 
     show = eio("show", a["id"]).stdout
     assert "stratification: new-cool-method" in show and "train.txt" in show

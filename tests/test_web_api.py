@@ -191,6 +191,11 @@ def test_keyset_paging_both_ways_and_order(web_story: Story, http: httpx.Client)
     oldest = http.get("/api/search", params={"order": "oldest", "limit": "3"}).json()
     assert [i["id"] for i in oldest["items"]] == sorted(everything)[:3]
     assert oldest["next"] == sorted(everything)[2] and oldest["total"] == 6
+    # limit=0 is no limit, as in Python, the CLI and the mount: one page holds all six
+    for params in ({"limit": "0"}, {"q": "limit=0"}):
+        every = http.get("/api/search", params=params).json()
+        assert [i["id"] for i in every["items"]] == newest_first and every["next"] is None
+    assert row_ids(http.get("/", params={"limit": "0"}).text) == newest_first
 
 
 @pytest.mark.parametrize("params, message", [
@@ -200,7 +205,9 @@ def test_keyset_paging_both_ways_and_order(web_story: Story, http: httpx.Client)
     ({"q": "file=[abc"}, "unclosed '['"),
     ({"days": "ten"}, "expected a number"),
     ({"info": "no-equals-sign"}, "is not key=value"),
-    ({"limit": "100000"}, "limit must be from 1 to 500"),
+    ({"limit": "100000"}, "limit must be 0 (no limit) or from 1 to 500"),
+    ({"limit": "-1"}, "limit must be 0 (no limit) or from 1 to 500"),
+    ({"q": "limit=-3"}, "limit must be 0 (no limit) or a positive integer"),
     ({"user": 'a",b'}, "cannot hold a '\"' together with a ','"),
     ({"text": 'one " quote'}, "an odd number of '\"'"),
 ])

@@ -249,9 +249,6 @@ class MongoCatalogue(Catalogue):
                 yield from doc.get("based_on") or ()
 
     def find(self, query: Query) -> list[dict[str, Any]]:
-        if query.limit == 0:
-            return []
-
         def run() -> list[dict[str, Any]]:
             flt, sort, limit = compile_mongo(query, self._neighbours)
             cursor = self._coll.find(flt, {"metadata": 1, "metadata_json": 1}).sort(sort)

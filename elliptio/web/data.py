@@ -94,8 +94,11 @@ class SearchForm:
                 limit = int(raw_limit)
             except ValueError:
                 problems.append(f"limit must be a number, got {raw_limit!r}")
-            if not 1 <= limit <= MAX_PAGE_SIZE:
-                problems.append(f"limit must be from 1 to {MAX_PAGE_SIZE}, got {limit}")
+            if limit == 0:  # no limit (elliptio.query): all results, in the largest pages
+                limit = MAX_PAGE_SIZE
+            elif not 1 <= limit <= MAX_PAGE_SIZE:
+                problems.append(f"limit must be 0 (no limit) or from 1 to {MAX_PAGE_SIZE}, "
+                                f"got {limit}")
                 limit = PAGE_SIZE
         cursors = {}
         for name in ("after", "before"):
@@ -172,8 +175,9 @@ class SearchForm:
         """The :class:`Query` of this form (``QueryError`` with the reason if malformed)."""
         text = self.query_text(lake)
         q = Query.parse(text, limit=self.limit, order=self.order)
-        # a limit typed into the box is a page size too, within the same bound
-        limit = min(q.limit if q.limit else self.limit, MAX_PAGE_SIZE)
+        # a limit typed into the box is a page size too, within the same bound; 0 (no
+        # limit, parsed to None) asks for the largest page
+        limit = MAX_PAGE_SIZE if q.limit is None else min(q.limit, MAX_PAGE_SIZE)
         return replace(q, limit=limit, after=None)
 
     def params(self, **changes: Any) -> list[tuple[str, str]]:
