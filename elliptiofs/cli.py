@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "artifact, fetch it from up to N artifacts ahead (default 64; 0: "
                         "off, e.g. where every GET is billed)")
     args = p.parse_args(argv)
+    # paths are resolved here, before the daemon changes its directory to /: a relative
+    # mountpoint means the one below the caller's working directory, and every message
+    # names the absolute path
+    args.mountpoint = os.path.abspath(args.mountpoint)
+    if args.log:
+        args.log = os.path.abspath(args.log)
     if args.scan_ahead < 0:
         p.error(f"--scan-ahead must be 0 (off) or more, not {args.scan_ahead}")
     if args.cache_mb < 1:
@@ -131,7 +137,8 @@ def check_mountpoint(path: str) -> str:
     if not stat_.S_ISDIR(st.st_mode):
         raise StartError(f"mountpoint {path} is not a directory", EXIT_MOUNTPOINT)
     if os.path.ismount(path):
-        raise StartError(f"{path} is already a mount point", EXIT_MOUNTPOINT)
+        raise StartError(f"mountpoint {path} is already a mount point (is the lake mounted "
+                         f"there? unmount it first: fusermount3 -u {path})", EXIT_MOUNTPOINT)
     if os.getuid() != 0 and not os.access(path, os.W_OK):
         raise StartError(f"no write permission on mountpoint {path} (FUSE needs it)",
                          EXIT_MOUNTPOINT)

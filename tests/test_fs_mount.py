@@ -288,6 +288,40 @@ def test_daemon_mode_and_start_errors(populated, store_env, tmp_path):
     assert not os.path.ismount(mnt)
 
 
+def test_a_relative_mountpoint_is_below_the_working_directory(populated, store_env, tmp_path):
+    """``elliptiofs mnt`` from some directory mounts there (not on /mnt: the path was
+    resolved after the daemon changed directory), and a second ``elliptiofs mnt`` says in
+    one line, with the absolute path, that it is mounted already."""
+    env = {k: v for k, v in os.environ.items()}
+    work = tmp_path / "work"
+    name = f"mnt-{os.getpid()}-{time.monotonic_ns()}"  # nothing of that name under /
+    (work / name).mkdir(parents=True)
+    mnt = work / name
+    cmd = [str(Path(sys.executable).parent / "elliptiofs")]  # the installed command
+    first = subprocess.run([*cmd, name, "--log", "bg.log"], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=30)
+    try:
+        assert first.returncode == 0, first.stderr
+        assert os.path.ismount(mnt) and not os.path.exists(f"/{name}")
+        assert sorted(os.listdir(mnt / "by-user")) == ["andy", "brenda"]
+        assert (work / "bg.log").exists()  # --log relative to the caller's directory too
+        again = subprocess.run([*cmd, name], cwd=work, env=env, capture_output=True,
+                               text=True, timeout=30)
+        assert again.returncode == 11 and again.stderr.count("\n") == 1, again.stderr
+        assert again.stderr.startswith(f"elliptiofs: mountpoint {mnt} is already a mount "
+                                       "point"), again.stderr
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    deadline = time.monotonic() + 10
+    while "unmounting" not in (work / "bg.log").read_text():
+        assert time.monotonic() < deadline, (work / "bg.log").read_text()
+        time.sleep(0.05)
+    missing = subprocess.run([*cmd, "nothing-here"], cwd=work, env=env, capture_output=True,
+                             text=True, timeout=30)
+    assert missing.returncode == 11
+    assert missing.stderr == f"elliptiofs: mountpoint {work / 'nothing-here'} does not exist\n"
+
+
 @pytest.mark.parametrize("conf, warned", [
     (None, False),  # no updatedb installed: nothing to say
     ('PRUNE_BIND_MOUNTS="yes"\nPRUNEFS="NFS fuse.sshfs tmpfs"\nPRUNEPATHS="/tmp /var/spool"\n',
