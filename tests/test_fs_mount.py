@@ -343,3 +343,38 @@ def test_the_daemon_warns_when_updatedb_would_crawl_the_lake(tmp_path, conf, war
     assert (warning is not None) == warned
     if warned:
         assert "PRUNEFS" in warning and "fuse.elliptiofs" in warning and str(path) in warning
+
+
+def test_the_main_job_shows_the_mount(tmp_path):
+    """`bash scripts/demo.sh` (the README's first command; its set-up is tested in
+    test_t0_environment) mounts the demo lake, reads through it, saves through outbox/ an
+    artifact based on what that shell read, shows its lineage, and unmounts."""
+    root = Path(__file__).resolve().parent.parent
+    demo, mnt = tmp_path / "demo", tmp_path / "demo" / "mnt"
+    env = {**os.environ, "DEMO_DIR": str(demo), "DEMO_SETUP": "no",
+           "ELLIPTIO_VENV": sys.prefix}
+    try:
+        res = subprocess.run(["bash", "scripts/demo.sh"], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=240)
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    andy = next(line.split("=", 1)[1] for line in out.splitlines()
+                if line.startswith("ANDY_ID="))
+    listing = out.split(f"$ ls {mnt}/by-user/andy/\n", 1)[1].splitlines()
+    assert listing[0] == andy
+    assert f"$ ls {mnt}/artifacts/{andy}/\ntest.txt\ntrain.txt\n" in out
+    new = out.split("../artifacts/", 1)[1].split()[0]
+    lineage = out.split(f"== eio lineage {new}", 1)[1]
+    assert "based on:" in lineage and andy in lineage
+    assert out.rstrip().endswith(f"== unmounted {mnt}") and not os.path.ismount(mnt)
+    lake = Lake(Settings.load(store=f"file://{demo}/store",
+                              catalogue=f"sqlite:///{demo}/catalogue.sqlite"))
+    try:
+        saved = lake.load(new)
+        assert saved.based_on == [andy]
+        assert saved.files[next(iter(saved.files))].read_text().strip() == "3"
+    finally:
+        lake.close()
