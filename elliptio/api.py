@@ -52,11 +52,14 @@ SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Mapping
 
 @dataclass(frozen=True)
 class Entry:
-    """One file to save: its name inside the artifact and where its bytes are now."""
+    """One file to save: its name inside the artifact and where its bytes are now. With
+    *directory*, an empty directory instead: no bytes (*source* says where it was, for
+    messages); it is recorded in the metadata's ``dirs``."""
 
     name: str
     source: str
     size: int
+    directory: bool = False
 
 
 # -- input resolution (all checks happen before anything is written) --------------------
@@ -66,8 +69,9 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
     - a path or a list of paths: files keep their base name; directories are walked
       recursively and keep their own name as the first component (``cp -r`` semantics);
     - a mapping ``{name in artifact: local path}`` names files explicitly.
-    Symlinks are followed; a directory loop, a special file, a missing path, a reserved
-    or unsafe name, or two inputs with the same name raise ``UsageError``.
+    Empty directories met on the way become ``directory`` entries. Symlinks are followed;
+    a directory loop, a special file, a missing path, a reserved or unsafe name, two
+    inputs with the same name, or no file at all raise ``UsageError``.
     """
     if isinstance(files, (str, os.PathLike)):
         pairs: list[tuple[str | None, str]] = [(None, os.fspath(files))]
@@ -84,6 +88,7 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
     if not pairs:
         raise UsageError("nothing to save: no files given")
     entries: dict[str, Entry] = {}
+    dirs: dict[str, Entry] = {}
 
     def add(name: str, source: str, st: os.stat_result) -> None:
         norm = layout.check_name(name)
@@ -92,6 +97,10 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
                 f"two inputs map to the same name {norm!r}: {entries[norm].source} and {source}"
             )
         entries[norm] = Entry(norm, source, st.st_size)
+
+    def add_dir(name: str, source: str) -> None:
+        norm = layout.check_name(name)
+        dirs.setdefault(norm, Entry(norm, source, 0, directory=True))
 
     for name, source in pairs:
         try:
@@ -102,7 +111,7 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
             raise UsageError(f"cannot read {source}: {exc.strerror}") from None
         base = name if name is not None else os.path.basename(os.path.normpath(source))
         if stat.S_ISDIR(st.st_mode):
-            _walk_dir(source, base, add)
+            _walk_dir(source, base, add, add_dir)
         elif stat.S_ISREG(st.st_mode):
             _check_readable(source)
             add(base, source, st)
@@ -113,7 +122,7 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
             raise UsageError(f"{source} is not a regular file or directory")
     if not entries:
         raise UsageError("nothing to save: the given directories hold no files")
-    return list(entries.values())
+    return [*entries.values(), *dirs.values()]
 
 
 def _check_readable(path: str) -> None:
@@ -121,7 +130,8 @@ def _check_readable(path: str) -> None:
         raise UsageError(f"cannot read {path}: permission denied")
 
 
-def _walk_dir(top: str, base: str, add: Callable[[str, str, os.stat_result], None]) -> None:
+def _walk_dir(top: str, base: str, add: Callable[[str, str, os.stat_result], None],
+              add_dir: Callable[[str, str], None]) -> None:
     seen: set[tuple[int, int]] = set()
 
     def walk(directory: str, rel: str) -> None:
@@ -134,6 +144,8 @@ def _walk_dir(top: str, base: str, add: Callable[[str, str, os.stat_result], Non
             names = sorted(os.listdir(directory))
         except OSError as exc:
             raise UsageError(f"cannot list {directory}: {exc.strerror}") from None
+        if not names:
+            add_dir(rel, directory)  # kept as a name: it holds nothing to store
         for n in names:
             path = os.path.join(directory, n)
             try:
@@ -286,7 +298,9 @@ class Lake:
                      extra_provenance: Mapping[str, Any] | None = None,
                      writer: Mapping[str, Any] | None = None) -> Artifact:
         """The one save path. Validates everything, then writes user files, logs, and
-        ``metadata.yaml`` last; then updates the catalogue.
+        ``metadata.yaml`` last; then updates the catalogue. ``directory`` entries become
+        the metadata's ``dirs`` (those a file implies are dropped); at least one file is
+        needed.
 
         *user* overrides the configured user (the FUSE outbox passes the writing uid's
         name). *writer* describes the program the files come from when it is not this
@@ -305,8 +319,11 @@ class Lake:
             parents = _ids(based_on, "based_on")
             for p in parents:
                 lineage.record(p)
-        for e in entries:
-            layout.check_name(e.name)
+        files = [e for e in entries if not e.directory]
+        file_names = [layout.check_name(e.name) for e in files]
+        dirs = layout.check_dirs((e.name for e in entries if e.directory), file_names)
+        if not files:
+            raise UsageError("nothing to save: no files given")
         store = self.store
         catalogue = self.catalogue
         aid = new_id()
@@ -315,9 +332,9 @@ class Lake:
         prov, logs = provenance.capture(user, __version__, writer=writer)
         if extra_provenance:
             prov.update(extra_provenance)
-        log.info("saving %d file(s) as %s", len(entries), aid)
+        log.info("saving %d file(s) as %s", len(files), aid)
         try:
-            file_records = self._store_files(store, catalogue, prefix, entries, progress)
+            file_records = self._store_files(store, catalogue, prefix, files, progress)
             log_records = {}
             for name, text in logs.items():
                 key = f"{prefix}/{layout.LOGS}{provenance.LOG_FILE_NAMES.get(name, name)}"
@@ -337,6 +354,7 @@ class Lake:
                 "tags": clean_tags,
                 "based_on": parents,
                 "files": file_records,
+                **({"dirs": dirs} if dirs else {}),  # absent when none: the old format
                 "logs": log_records,
                 "provenance": prov,
             }

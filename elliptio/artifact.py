@@ -1,8 +1,32 @@
 """The in-memory model of an artifact and (de)serialisation of ``metadata.yaml``.
 
 An :class:`Artifact` is a read-only view of one committed artifact: its metadata (a plain
-dict, the content of ``metadata.yaml``), its files and its captured logs. It holds the
-:class:`~elliptio.api.Lake` it came from to reach the bytes.
+dict, the content of ``metadata.yaml``), its files, its empty directories and its
+captured logs. It holds the :class:`~elliptio.api.Lake` it came from to reach the bytes.
+
+The format of ``metadata.yaml`` (``elliptio: 1``), keys in this order::
+
+    elliptio    1, the format version (FORMAT_VERSION)
+    id          the artifact id (26 Crockford base32 characters)
+    user        who saved it (the store layout's user segment)
+    created     ISO-8601 UTC time, milliseconds, ``Z``
+    prefix      the store key prefix ``YYYY/MM/DD/<user>/<id>``
+    info        the user's metadata (a mapping; ``info.type`` is the type)
+    tags        [str]
+    based_on    [artifact id]
+    files       [{path, size, sha256, object}]: relative path inside the artifact; bytes;
+                hex digest; store key of the bytes (another artifact's when deduplicated)
+    dirs        [path]: the directories that hold no file, relative paths like file
+                paths, sorted; only those no file or other entry implies (``run/a/b``,
+                not also ``run/a``). Written only when there are some: an artifact
+                without the key (every one saved before it existed) has none
+    logs        {name: {path, size, sha256, object}}: captured logs under ``.eio/logs/``
+    provenance  what made it (python, platform, host, argv, git, pip freeze …)
+
+Readers ignore keys they do not know, so an older ElliptIO reads an artifact with
+``dirs`` as one without its empty directories. ``dirs`` entries read back from the store
+are untrusted like file paths: :func:`load_metadata` and :attr:`Artifact.dirs` refuse one
+that save would not have written (see :func:`stored_dirs`).
 """
 
 from __future__ import annotations
@@ -17,6 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 
+from . import layout
 from .errors import IntegrityError, NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -50,7 +75,30 @@ def load_metadata(data: bytes, where: str = "metadata.yaml") -> dict[str, Any]:
         for f in md["files"]
     ):
         raise IntegrityError(f"{where}: malformed 'files'")
+    stored_dirs(md, where)
     return md
+
+
+def stored_dirs(md: Mapping[str, Any], where: str) -> list[str]:
+    """The ``dirs`` of metadata read back (from the store or a catalogue row: untrusted),
+    or ``[]`` without the key. ``IntegrityError`` unless every entry is a name save
+    writes: one that :func:`~elliptio.layout.check_name` accepts and leaves as it is (no
+    ``..``, not absolute, no ``.eio`` component …), not a file of the artifact nor below
+    one. So a download built from it stays inside its destination."""
+    raw = md.get("dirs")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(d, str) for d in raw):
+        raise IntegrityError(f"{where}: malformed 'dirs'")
+    try:
+        for d in raw:
+            if layout.check_name(d) != d:
+                raise UsageError(f"directory name {d!r} is not normalised")
+        layout.check_dirs(raw, (str(f["path"]) for f in md.get("files") or []
+                                if isinstance(f, Mapping)))
+    except UsageError as exc:
+        raise IntegrityError(f"{where}: bad 'dirs' entry: {exc}") from None
+    return list(raw)
 
 
 @dataclass(frozen=True)
@@ -251,6 +299,12 @@ class Artifact:
                      f"artifact {self.id}")
 
     @property
+    def dirs(self) -> list[str]:
+        """The empty directories (relative paths, sorted); ``IntegrityError`` if the
+        metadata names one that save would not have written."""
+        return stored_dirs(self.metadata, f"artifact {self.id}")
+
+    @property
     def logs(self) -> Logs:
         items = {}
         for name, entry in (self.metadata.get("logs") or {}).items():
@@ -271,10 +325,18 @@ class Artifact:
         return self._lake.search(based_on=self.id, transitive=transitive, limit=None)
 
     def download(self, dest: str | os.PathLike[str] = ".", *, progress: Any = None) -> Path:
-        """Download every file to ``dest/<id>/`` keeping relative paths; returns that dir."""
+        """Download every file to ``dest/<id>/`` keeping relative paths, and make its
+        empty directories; returns that dir. Hostile ``dirs`` in the metadata are refused
+        (``IntegrityError``) before anything is written."""
         root = Path(dest) / self.id
+        dirs = self.dirs
         for path, f in self.files.items():
             target = root / path
             target.parent.mkdir(parents=True, exist_ok=True)
             f.download(target, progress=progress)
+        for d in dirs:
+            try:
+                (root / d).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot create {root / d}: {exc.strerror}") from exc
         return root

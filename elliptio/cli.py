@@ -177,19 +177,22 @@ def save(ctx: click.Context, paths: tuple[str, ...], info_items: tuple[str, ...]
     elif based_on:
         parents_arg = [lake.resolve_id(b) for b in based_on]
     entries = resolve_inputs(list(paths))
+    files = sum(1 for e in entries if not e.directory)
     total = sum(e.size for e in entries)
-    bar = Progress(total, f"saving {len(entries)} file(s)")
+    bar = Progress(total, f"saving {files} file(s)")
     try:
         a = lake.save_entries(entries, info=info, tags=list(tags), based_on=parents_arg,
                               progress=bar)
     finally:
         bar.close()
     if as_json:
-        _echo_json({**_summary(a), "prefix": a.prefix, "catalogued": a.catalogued})
+        _echo_json({**_summary(a), "dirs": a.dirs, "prefix": a.prefix,
+                    "catalogued": a.catalogued})
         return
     dedup = sum(1 for f in a.files.values() if f.deduplicated)
-    click.echo(f"saved {a.id}: {len(entries)} file(s), {_human(total)}"
+    click.echo(f"saved {a.id}: {files} file(s), {_human(total)}"
                + (f" ({dedup} deduplicated)" if dedup else "")
+               + (f", {len(a.dirs)} empty dir(s)" if a.dirs else "")
                + (f", based on {', '.join(a.based_on)}" if a.based_on else ""))
     click.echo(f"  store: {lake.store.url_for(a.prefix)}")
     if not a.catalogued:
@@ -303,6 +306,9 @@ def show(ctx: click.Context, artifact_id: str, as_yaml: bool, as_json: bool) -> 
     rows = [[f.path, _human(f.size), f.sha256[:16] + ("  (dedup)" if f.deduplicated else "")]
             for f in a.files.values()]
     click.echo("  " + _table(rows, ["PATH", "SIZE", "SHA256"]).replace("\n", "\n  "))
+    if a.dirs:
+        click.echo(f"empty directories ({len(a.dirs)}):")
+        click.echo("".join(f"  {d}/\n" for d in a.dirs), nl=False)
     click.echo(f"logs: {', '.join(a.logs) or 'none'}")
     prov = a.provenance
     git = prov.get("git") or {}
@@ -324,9 +330,11 @@ def show(ctx: click.Context, artifact_id: str, as_yaml: bool, as_json: bool) -> 
 @click.pass_context
 def get_cmd(ctx: click.Context, artifact_id: str, paths: tuple[str, ...], dest: str,
             as_json: bool) -> None:
-    """Download an artifact's files (all, or PATHS) into DEST/<id>/, verified by sha256."""
+    """Download an artifact's files (all, or PATHS) into DEST/<id>/, verified by sha256;
+    without PATHS its empty directories too."""
     lake = _lake(ctx)
     a = lake.load(artifact_id)
+    dirs = [] if paths else a.dirs  # checked before anything is written
     chosen = [a.files[p] for p in paths] if paths else list(a.files.values())
     total = sum(f.size for f in chosen)
     bar = Progress(total, f"downloading {len(chosen)} file(s)")
@@ -339,10 +347,19 @@ def get_cmd(ctx: click.Context, artifact_id: str, paths: tuple[str, ...], dest: 
             written.append(str(f.download(target, progress=bar)))
     finally:
         bar.close()
+    made = []
+    for d in dirs:
+        target = os.path.join(root, *d.split("/"))
+        try:
+            os.makedirs(target, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {target}: {exc.strerror}") from exc
+        made.append(target)
     if as_json:
-        _echo_json({"id": a.id, "files": written})
+        _echo_json({"id": a.id, "files": written, "dirs": made})
     else:
-        click.echo(f"downloaded {len(written)} file(s), {_human(total)}, to {root}")
+        click.echo(f"downloaded {len(written)} file(s), {_human(total)}, to {root}"
+                   + (f" (and {len(made)} empty dir(s))" if made else ""))
 
 
 cli.add_command(get_cmd, name="download")

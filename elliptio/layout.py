@@ -3,12 +3,16 @@
     <root>/YYYY/MM/DD/<user>/<id>/<user files>
     <root>/YYYY/MM/DD/<user>/<id>/.eio/metadata.yaml    written last: the commit point
     <root>/YYYY/MM/DD/<user>/<id>/.eio/logs/<name>
+
+An empty directory of an artifact has no object: it exists only as a name in the
+metadata's ``dirs`` list (see :mod:`elliptio.artifact`), checked by :func:`check_dirs`.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from .errors import UsageError
@@ -49,3 +53,27 @@ def check_name(name: str) -> str:
     if len(norm.encode()) > 1024 or any(len(p.encode()) > 255 for p in parts):
         raise UsageError(f"file name {name[:60]!r}... is too long")
     return norm
+
+
+def _ancestors(name: str) -> Iterable[str]:
+    """``a``, ``a/b`` of ``a/b/c``: the directories a name lies in."""
+    parts = name.split("/")
+    return ("/".join(parts[:i]) for i in range(1, len(parts)))
+
+
+def check_dirs(dirs: Iterable[str], files: Iterable[str]) -> list[str]:
+    """The empty directories to record beside *files* (normalised names): each checked
+    and normalised like a file name (:func:`check_name`), sorted, and only those that no
+    file or other directory below them implies. ``UsageError`` for a name that is also a
+    file or lies below one (no tree could hold both)."""
+    names = {check_name(d) for d in dirs}
+    if not names:
+        return []
+    file_names = set(files)
+    for d in sorted(names):
+        clash = d if d in file_names else next(
+            (a for a in _ancestors(d) if a in file_names), None)
+        if clash is not None:
+            raise UsageError(f"directory name {d!r}: {clash!r} is a file")
+    implied = {a for n in (*file_names, *names) for a in _ancestors(n)}
+    return sorted(names - implied)

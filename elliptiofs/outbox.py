@@ -1,6 +1,7 @@
 """The outbox: files and directories written into ``outbox/`` are staged on local disk and
 committed as one artifact each, through the library's one save path
-(:meth:`elliptio.api.Lake.save_entries`).
+(:meth:`elliptio.api.Lake.save_entries`). A directory's empty sub-directories are saved
+too (the metadata's ``dirs``); a directory holding no file at all is not committed.
 
 Shape (DESIGN.md §5)::
 
@@ -14,18 +15,19 @@ Shape (DESIGN.md §5)::
 **Staging.** Every staged object is an :class:`Item` with a stable number (*sid*). A
 file's bytes live in ``<spool>/data/<sid>`` (written with ``pwrite``, read back by the
 commit); the namespace (names, parents, owners, modes, metadata xattrs, the writers'
-lineage scopes, commit state) is journalled in ``<spool>/journal.sqlite`` on every change
-of the namespace, not on every write. Both survive a kill of the daemon: data sits in the
-kernel's page cache of a local file, the journal is SQLite in WAL mode.
+lineage scopes, commit state; empty directories too) is journalled in
+``<spool>/journal.sqlite`` on every change of the namespace, not on every write. Both
+survive a kill of the daemon: data sits in the kernel's page cache of a local file, the
+journal is SQLite in WAL mode.
 
 **When a top-level entry commits.** When no handle is open anywhere in it and nothing
 has changed in it (write, create, rename, unlink, truncate, attribute, xattr, close) for
 ``Settings.outbox_quiet`` seconds; or at once on ``setfattr -n user.eio.commit -v 1``
 (which then waits for the commit and reports its failure as the call's error). Never
 automatically: names starting with ``.`` (rsync's and editors' temporaries), sidecars,
-empty directories, entries under ``.recovered/``, and entries whose writer was killed
-by a signal while it had them open (a partial copy: the close arrives from a dying
-process; the entry is marked ``error`` until it is written again or triggered).
+directories that hold no file, entries under ``.recovered/``, and entries whose writer
+was killed by a signal while it had them open (a partial copy: the close arrives from a
+dying process; the entry is marked ``error`` until it is written again or triggered).
 
 **Commit.** While an entry commits, changing it is ``EBUSY``. On success the entry turns
 into a symlink ``../artifacts/<id>`` (a new inode: the kernel's dentry is invalidated, and
@@ -910,6 +912,11 @@ class Outbox:
                        for rel, i in top.walk() if i.kind == "file" and rel != DIR_SIDECAR]
             if not entries:
                 raise UsageError(f"{top.name} holds no files")
+            # the empty directories are part of the tree that was copied in (git's
+            # .git/refs/tags, a tar's placeholders): saved as names in the metadata
+            entries += [SaveEntry(f"{top.name}/{rel}", f"outbox/{top.name}/{rel}", 0,
+                                  directory=True)
+                        for rel, i in top.walk() if i.kind == "dir" and not i.children]
         meta["tags"] = check_tags(meta["tags"])
         return entries, meta
 

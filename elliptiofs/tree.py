@@ -39,6 +39,7 @@ from typing import Any
 
 from elliptio import layout
 from elliptio.api import Lake
+from elliptio.artifact import stored_dirs
 from elliptio.config import USER_RE
 from elliptio.errors import IntegrityError, NotFound
 from elliptio.ids import ID_RE, id_time
@@ -178,6 +179,8 @@ class ArtifactView:
 
     ``dirs`` maps a directory path inside the artifact (``""`` = its root, ``.eio``,
     ``.eio/logs``, ``data/raw``) to ``{name: file record or None for a sub-directory}``.
+    The directories come from the file paths and the metadata's ``dirs`` (the empty
+    ones); a ``dirs`` list save would not have written is left out as a whole.
     """
 
     __slots__ = ("id", "user", "created_ns", "prefix", "dirs")
@@ -200,6 +203,13 @@ class ArtifactView:
 
         for f in md.get("files") or []:
             add(f["path"], f)
+        try:
+            empty = stored_dirs(md, f"artifact {self.id}")
+        except IntegrityError as exc:
+            log.warning("%s: its empty directories are not shown", exc)
+            empty = []
+        for d in empty:
+            add(d, None)
         add(layout.METADATA, {"path": layout.METADATA, "size": -1, "sha256": None,
                               "object": layout.metadata_key(self.prefix)})
         add(".eio/logs", None)

@@ -19,6 +19,7 @@ import pytest
 
 from elliptio import Lake, Settings
 from elliptiofs.readlog import ReadLog, scope_for
+from tests.fixtures.trees import tree_of
 
 pytestmark = pytest.mark.fuse
 
@@ -31,9 +32,12 @@ def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def populated(store_env: dict[str, str], tmp_path: Path) -> dict[str, object]:
-    """andy's dataset (csv, a sub-directory, a 3 MB binary), brenda's model based on it."""
+    """andy's dataset (csv, a sub-directory, a 3 MB binary, empty directories
+    data/empty/inner/ and data/void/), brenda's model based on it."""
     work = tmp_path / "work"
     (work / "data/raw").mkdir(parents=True)
+    (work / "data/empty/inner").mkdir(parents=True)
+    (work / "data/void").mkdir()
     (work / "train.csv").write_text("a,b\n1,2\n3,4\n")
     (work / "data/raw/x.txt").write_text("hello\n")
     big = os.urandom(3_000_000)
@@ -65,6 +69,13 @@ def test_real_programs_read_the_tree(populated, lake_mount, tmp_path):
     assert all(r.startswith("artifacts/") for r in rel)
     links = run("find", str(root), "-type", "l").stdout.split()
     assert str(root / "by-user/andy" / andy.id) in links
+    # empty directories are directories, empty, wherever the artifact is reached
+    dirs = {os.path.relpath(d, art) for d in run("find", str(art), "-type", "d").stdout.split()}
+    assert dirs == {".", "data", "data/raw", "data/empty", "data/empty/inner", "data/void",
+                    ".eio", ".eio/logs"}
+    assert andy.dirs == ["data/empty/inner", "data/void"]
+    assert os.listdir(root / "by-user/andy" / andy.id / "data/void") == []
+    assert os.listdir(art / "data/empty") == ["inner"]
 
     # stat: real sizes, mtime = created, read-only modes
     st = os.stat(art / "data/big.bin")
@@ -83,6 +94,10 @@ def test_real_programs_read_the_tree(populated, lake_mount, tmp_path):
     assert (tmp_path / "copy/data/big.bin").read_bytes() == populated["big"]
     run("rsync", "-a", f"{art}/", str(tmp_path / "rsynced"))
     assert (tmp_path / "rsynced/data/raw/x.txt").read_text() == "hello\n"
+    work = populated["work"]
+    assert isinstance(work, Path)
+    assert tree_of(tmp_path / "copy/data") == tree_of(work / "data")
+    assert tree_of(tmp_path / "rsynced/data") == tree_of(work / "data")
     listing = subprocess.run(f"tar c -C {root}/artifacts {andy.id} | tar t", shell=True,
                              text=True, capture_output=True, check=True).stdout.split()
     assert f"{andy.id}/data/big.bin" in listing

@@ -27,6 +27,7 @@ import pytest
 from elliptio import Lake, Settings
 from elliptio.errors import UsageError
 from elliptiofs.outbox import sidecar_metadata, xattr_metadata
+from tests.fixtures.trees import tree_of
 
 pytestmark = pytest.mark.fuse
 
@@ -96,6 +97,8 @@ def test_real_programs_copy_in_and_artifacts_appear(lake_env_quiet, mount_factor
     out = m.path / "outbox"
     src = tmp_path / "src"
     (src / "run42/sub").mkdir(parents=True)
+    (src / "run42/empty/inner").mkdir(parents=True)  # empty directories are the tree too
+    (src / "run42/void").mkdir()
     for i in range(3):
         (src / f"run42/f{i}.txt").write_text(f"file {i}\n")
     (src / "run42/sub/deep.bin").write_bytes(os.urandom(300_000))
@@ -133,8 +136,10 @@ def test_real_programs_copy_in_and_artifacts_appear(lake_env_quiet, mount_factor
         art = outbox_lake.get(ids[name])
         assert art is not None
         assert set(art.files) == {p.replace("run42", name, 1) for p in tree}, name
+        assert art.dirs == [f"{name}/empty/inner", f"{name}/void"], name
         assert art.files[f"{name}/sub/deep.bin"].read_bytes() == \
             (src / "run42/sub/deep.bin").read_bytes()
+        assert tree_of(art.download(tmp_path / "dl" / name) / name) == tree_of(src / "run42")
     # rsync's temporary (.model-rsync.pth.XXXXXX, renamed at the end) is never an artifact
     assert len(outbox_lake.search(user=ROOT, limit=None)) == 5
 
@@ -148,6 +153,50 @@ def test_real_programs_copy_in_and_artifacts_appear(lake_env_quiet, mount_factor
     os.unlink(out / "model.pth")
     assert "model.pth" not in os.listdir(out)
     assert outbox_lake.get(ids["model.pth"]) is not None
+
+
+def test_a_git_clone_and_a_restart_keep_empty_directories(lake_env_quiet, mount_factory,
+                                                         outbox_lake, tmp_path):
+    """A repository cloned into the outbox is the same tree as one cloned beside it (git
+    leaves .git/refs/tags, .git/objects/info … empty), and works where it is downloaded.
+    Empty directories of an entry staged when the daemon stops are in the journal: they
+    come back under .recovered/ and are saved when the entry commits."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c",
+           "init.defaultBranch=main"]
+    repo = tmp_path / "repo"
+    run(*git, "init", "-q", str(repo))
+    (repo / "README").write_text("hello\n")
+    run(*git, "-C", str(repo), "add", "README")
+    run(*git, "-C", str(repo), "commit", "-q", "-m", "first")
+    run(*git, "clone", "-q", "--no-hardlinks", str(repo), str(tmp_path / "local"))
+    local_dirs, local_files = tree_of(tmp_path / "local")
+    assert ".git/refs/tags" in local_dirs and not any((tmp_path / "local/.git/refs/tags")
+                                                      .iterdir())
+    m = mount_factory(lake_env_quiet, name="restart")
+    out = m.path / "outbox"
+    # cloned under a hidden name (never committed by itself), then renamed: one commit
+    run(*git, "clone", "-q", "--no-hardlinks", str(repo), str(out / ".clone"))
+    os.rename(out / ".clone", out / "clone")
+    a = outbox_lake.get(committed(out / "clone"))
+    assert a is not None and "clone/.git/refs/tags" in a.dirs
+    got = a.download(tmp_path / "dl") / "clone"
+    assert tree_of(got) == (local_dirs, local_files)
+    assert run(*git, "-C", str(got), "log", "--format=%s").stdout == "first\n"
+    assert run(*git, "-C", str(got), "fsck", "--no-progress", "--strict",
+               check=False).returncode == 0
+
+    # staged, hidden (it waits), with empty directories; the daemon stops and starts
+    (out / ".staged/keep/me").mkdir(parents=True)
+    (out / ".staged/also").mkdir()
+    (out / ".staged/data.txt").write_text("data\n")
+    m.unmount()
+    m2 = mount_factory(lake_env_quiet, name="restart")
+    rec = m2.path / "outbox/.recovered/.staged"
+    assert tree_of(rec) == ({"keep", "keep/me", "also"}, {"data.txt"})
+    os.rename(rec, m2.path / "outbox/staged")
+    b = outbox_lake.get(committed(m2.path / "outbox/staged"))
+    assert b is not None and b.dirs == ["staged/also", "staged/keep/me"]
+    assert list(b.files) == ["staged/data.txt"]
 
 
 def test_write_patterns_and_the_explicit_trigger(lake_env_quiet, mount_factory, outbox_lake,

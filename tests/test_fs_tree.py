@@ -28,6 +28,7 @@ from elliptiofs.scan import ScanAhead
 from elliptiofs.tree import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind, Tree
 from elliptiofs.workers import Workers
 from tests.fixtures.spy import Spy
+from tests.fixtures.trees import expected_dirs, make_tree
 
 CTX = SimpleNamespace(pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), umask=0o022)
 
@@ -660,3 +661,38 @@ def test_tree_lists_artifacts_and_based_on(lake, saved):
     eio = tree.lookup(adir, ".eio")
     assert eio is not None
     assert [e.name for e in tree.list_dir(eio, None, 10)] == ["logs", "metadata.yaml"]
+
+
+def test_empty_directories_are_directories_of_the_tree(lake, tmp_path, caplog):
+    a = lake.save([str(make_tree(tmp_path / "tree"))], based_on=[])
+
+    async def check(ops: Operations) -> None:
+        for rel in expected_dirs("tree"):
+            ino = await walk(ops, "artifacts", a.id, *rel.split("/"))
+            attr = await ops.getattr(ino, CTX)
+            assert attr.st_mode == 0o040555 and attr.entry_timeout == IMMUTABLE_TIMEOUT
+            fh = await ops.opendir(ino, CTX)
+            await ops.releasedir(fh)
+        tree = ops.tree
+        parent = tree.lookup(tree.lookup(tree.lookup(tree.root(), "artifacts"), a.id),
+                             "tree")
+        assert parent is not None
+        assert [e.name for e in tree.list_dir(parent, None, 10)] == ["a", "c", "files",
+                                                                     "top.txt"]
+        c = tree.lookup(parent, "c")
+        assert c is not None and c.kind is Kind.ADIR and tree.list_dir(c, None, 10) == []
+
+    with_ops(lake, check)
+    # a catalogue row naming a directory save would not write: the others are shown, the
+    # artifact's empty directories are not, and the log says why
+    hostile = {**a.metadata, "dirs": ["tree/c", "../../escape"]}
+    lake.catalogue.upsert(hostile)
+    tree = Tree(lake)
+    adir = tree.lookup(tree.lookup(tree.root(), "artifacts"), a.id)
+    assert adir is not None
+    assert [e.name for e in tree.list_dir(adir, None, 10)] == [".eio", "tree"]
+    assert tree.lookup(adir, "..") is None
+    inner = tree.lookup(adir, "tree")
+    assert inner is not None and tree.lookup(inner, "c") is None
+    assert tree.lookup(inner, "top.txt") is not None
+    assert "its empty directories are not shown" in caplog.text

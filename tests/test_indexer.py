@@ -20,6 +20,7 @@ from elliptio.ids import new_id
 from elliptio.query import Query
 
 from .catalogue_corpus import DAY, make_metadata
+from .fixtures.trees import expected_dirs, make_tree
 
 
 def now_ms() -> int:
@@ -83,6 +84,22 @@ def test_reindex_into_a_fresh_catalogue(lake, fresh, tmp_path):
     assert fresh.get(saved[0].id) == lake.catalogue.get(saved[0].id)
     assert [m["id"] for m in fresh.find(Query.parse("tag=dataset,file=*.txt"))] == \
         [a.id for a in reversed(saved)]
+
+
+def test_reindex_keeps_empty_directories(lake, fresh, tmp_path):
+    """Rebuilt from the store into either backend, an artifact keeps its empty
+    directories: the mount and the web page show what the catalogue's row holds."""
+    from elliptio.artifact import Artifact
+
+    a = lake.save([str(make_tree(tmp_path / "tree"))])
+    plain = synthetic(lake, 1)[0]  # no dirs key: indexed as it is
+    report = indexer.reindex(lake, catalogue=fresh, full=True)
+    assert (report.indexed, report.malformed) == (2, [])
+    row = fresh.get(a.id)
+    assert row is not None and row["dirs"] == expected_dirs("tree") == a.dirs
+    assert Artifact(row, lake).dirs == expected_dirs("tree")
+    assert "dirs" not in fresh.get(plain["id"]) and Artifact(fresh.get(plain["id"]),
+                                                             lake).dirs == []
 
 
 def test_reindex_resumes_and_is_idempotent(lake, fresh):

@@ -11,6 +11,7 @@ import yaml
 
 import elliptio as eio
 from elliptio import lineage
+from tests.fixtures.trees import FILES, expected_dirs, make_tree, tree_of
 
 
 @pytest.fixture
@@ -69,6 +70,42 @@ def test_directories_are_saved_recursively_keeping_relative_paths(work):
     assert sorted(a.files) == ["run42/sub/x.bin", "run42/y.txt"]
     b = eio.save({"renamed/z.txt": "run42/y.txt"})
     assert list(b.files) == ["renamed/z.txt"]
+
+
+def test_empty_directories_survive_save_load_and_download(work, lake_env, tmp_path):
+    src = make_tree(work / "d")
+    a = eio.save(["d"])
+    assert a.dirs == expected_dirs("d")
+    assert sorted(a.files) == sorted(f"d/{f}" for f in FILES)
+    # in metadata.yaml, the source of truth: only the empty ones, no object for them
+    md = yaml.safe_load((store_root(lake_env) / a.prefix / ".eio/metadata.yaml").read_text())
+    assert md["dirs"] == expected_dirs("d") and len(md["files"]) == len(FILES)
+    b = eio.load(a.id)
+    assert b.dirs == expected_dirs("d")
+    got = b.download(tmp_path / "dl")
+    dirs, files = tree_of(got / "d")
+    assert (dirs, files) == tree_of(src)
+    # from the store alone (the catalogue lost it), too
+    Path(lake_env["ELLIPTIO_CATALOGUE"].removeprefix("sqlite:///")).unlink()
+    fresh = eio.Lake(eio.Settings.load())
+    try:
+        assert fresh.catalogue.get(a.id) is None
+        assert fresh.get(a.id).dirs == expected_dirs("d")
+    finally:
+        fresh.close()
+    # an empty directory given as an input beside a file is kept; one named explicitly too
+    (work / "void").mkdir()
+    c = eio.save(["train.txt", "void"])
+    assert list(c.files) == ["train.txt"] and c.dirs == ["void"]
+    assert eio.save({"x/y.txt": "test.txt", "x/none": "void"}).dirs == ["x/none"]
+
+
+def test_an_artifact_without_dirs_loads_as_before(work, tmp_path):
+    a = eio.save(["train.txt"])
+    assert "dirs" not in a.metadata  # the key is written only when there are some
+    b = eio.load(a.id)
+    assert b.dirs == [] and list(b.files) == ["train.txt"]
+    assert tree_of(b.download(tmp_path / "dl")) == (set(), {"train.txt"})
 
 
 def test_builder_form_tags_and_keyword_info(work):

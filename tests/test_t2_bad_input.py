@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 import elliptio as eio
+from elliptio.api import Entry
+from elliptio.artifact import load_metadata
 
 
 @pytest.fixture
@@ -136,9 +138,63 @@ def test_empty_inputs(work, lake_env):
     (work / "empty").mkdir()
     with pytest.raises(eio.UsageError, match="nothing to save"):
         eio.save(["empty"])
+    (work / "only-empty/a/b").mkdir(parents=True)  # empty directories and no file
+    with pytest.raises(eio.UsageError, match="nothing to save"):
+        eio.save(["only-empty", "empty"])
+    with pytest.raises(eio.UsageError, match="nothing to save"):
+        eio.Lake().save_entries([Entry("d", str(work / "empty"), 0, directory=True)],
+                                info=None)
     with pytest.raises(eio.UsageError):
         eio.save([42])  # type: ignore[list-item]
     assert nothing_written(lake_env)
+
+
+@pytest.mark.parametrize("name, match", [
+    ("../up", "'..'"), ("/abs", "absolute"), ("x/.eio", "reserved"), ("a\\b", "backslash"),
+    ("f.txt/below", "is a file"),
+])
+def test_unsafe_names_of_empty_directories(work, lake_env, name, match):
+    """The names of empty directories obey the rules of file names, and none is a file."""
+    (work / "empty").mkdir()
+    with pytest.raises(eio.UsageError, match=match):
+        eio.save({"f.txt": "ok.txt", name: "empty"})
+    (work / "other/ok.txt").mkdir(parents=True)  # an empty directory named like the file
+    with pytest.raises(eio.UsageError, match="'ok.txt' is a file"):
+        eio.save(["ok.txt", "other/ok.txt"])
+    assert nothing_written(lake_env)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs", "a/../../x", ".eio/logs", "a//b", "a\\b",
+                                 "f.txt", "f.txt/below", "", 3])
+def test_hostile_dirs_in_stored_metadata_are_refused(work, lake_env, tmp_path, bad):
+    """A metadata.yaml from the store is untrusted: a ``dirs`` entry save would not have
+    written is refused wherever it is read, and a download writes nothing, least of all
+    outside its destination."""
+    from elliptio import indexer
+    from elliptio.artifact import dump_metadata
+
+    lake = eio.Lake()
+    good = lake.save({"f.txt": "ok.txt"})
+    md = {**good.metadata, "dirs": ["fine/empty", bad]}
+    # straight into the catalogue (a hand-edited row, or indexed by an older ElliptIO)
+    lake.catalogue.upsert(md)
+    dest = tmp_path / "dl" / "inner"
+    dest.mkdir(parents=True)
+    with pytest.raises(eio.IntegrityError, match="dirs"):
+        lake.load(good.id).download(dest)
+    assert list(dest.iterdir()) == [] and sorted(os.listdir(tmp_path / "dl")) == ["inner"]
+    assert not Path("/abs").exists()
+    # read from the store: refused when loaded, and reindex reports it instead of indexing
+    key = f"{good.prefix}/.eio/metadata.yaml"
+    with pytest.raises(eio.IntegrityError, match="dirs"):
+        load_metadata(dump_metadata(md), key)
+    root = Path(lake_env["ELLIPTIO_STORE"].removeprefix("file://"))
+    meta = root / key
+    meta.chmod(0o644)
+    meta.write_bytes(dump_metadata(md))
+    report = indexer.reindex(lake, full=True)
+    assert report.indexed == 0 and "'dirs'" in report.malformed[0][1]
+    lake.close()
 
 
 def test_unknown_and_malformed_ids(work, lake_env):

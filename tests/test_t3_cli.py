@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.trees import EMPTY, FILES, expected_dirs, make_tree, tree_of
+
 
 def eio(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     res = subprocess.run([sys.executable, "-m", "elliptio", *args], cwd=cwd, text=True,
@@ -89,6 +91,29 @@ def test_reindex_fsck_init(work, lake_env, tmp_path):
     assert "reindexed 1 of 1" in eio("reindex").stdout
     assert eio("fsck").stdout.strip().endswith("clean")
     assert "store: local store at" in eio("init").stdout
+
+
+def test_empty_directories_survive_save_get_and_reindex(work, lake_env, tmp_path):
+    src = make_tree(work / "tree")
+    human = eio("save", "tree", cwd=work).stdout
+    assert f"{len(FILES)} file(s)" in human and f"{len(EMPTY)} empty dir(s)" in human
+    aid = human.split()[1].rstrip(":")
+    show = eio("show", aid).stdout
+    assert "empty directories (3):" in show and "  tree/a/b/\n" in show
+    got = json.loads(eio("get", aid, "--dest", str(tmp_path / "dl"), "--json").stdout)
+    assert len(got["files"]) == len(FILES) and len(got["dirs"]) == len(EMPTY)
+    assert tree_of(tmp_path / "dl" / aid / "tree") == tree_of(src)
+    # the catalogue rebuilt from the store keeps them
+    cat = Path(lake_env["ELLIPTIO_CATALOGUE"].removeprefix("sqlite:///"))
+    for p in cat.parent.glob(cat.name + "*"):
+        p.unlink()
+    assert "reindexed 1 of 1" in eio("reindex", "--full").stdout
+    assert json.loads(eio("show", aid, "--json").stdout)["dirs"] == expected_dirs("tree")
+    eio("download", aid, "-o", str(tmp_path / "dl2"))
+    assert tree_of(tmp_path / "dl2" / aid / "tree") == tree_of(src)
+    # asked for one file, one file comes
+    eio("get", aid, "tree/top.txt", "-o", str(tmp_path / "dl3"))
+    assert tree_of(tmp_path / "dl3" / aid) == ({"tree"}, {"tree/top.txt"})
 
 
 @pytest.mark.parametrize("args,code,needle", [

@@ -26,6 +26,7 @@ from elliptio.catalogue.sqlite import SQLiteCatalogue
 from elliptio.errors import StorageError
 from elliptio.ids import id_time, new_id
 from elliptio.store.local import LocalStore
+from tests.fixtures.trees import FILES, expected_dirs, make_tree
 from tests.fixtures.web import Story, free_port, save_as
 
 STORY_QUERY = "user=andy,since=10d,file=*.txt,tag=*dataset*"
@@ -255,6 +256,29 @@ def test_artifact_api_and_metadata_yaml(web_story: Story, http: httpx.Client):
     raw = http.get(f"/artifacts/{a.id}/metadata.yaml")
     assert raw.status_code == 200 and "attachment" in raw.headers["content-disposition"]
     assert raw.content == dump_metadata(a.metadata)
+
+
+def test_the_file_list_shows_empty_directories(lake: Lake, serve: Any, tmp_path: Path):
+    a = lake.save([str(make_tree(tmp_path / "tree"))], based_on=[])
+    plain = put_artifact(lake, user="andy", files={"only.txt": b"x"})  # no dirs key
+    hostile = put_artifact(lake, user="andy", files={"f.txt": b"x"})
+    lake.catalogue.upsert({**hostile, "dirs": ["ok/empty", "../../etc"]})
+    server = serve(lake)
+    body = httpx.get(f"{server.url}/api/artifacts/{a.id}").json()
+    assert body["dirs"] == expected_dirs("tree") and len(body["files"]) == len(FILES)
+    page = httpx.get(f"{server.url}/artifacts/{a.id}").text
+    files = page.split('id="files"', 1)[1].split("</section>", 1)[0]
+    for d in expected_dirs("tree"):
+        assert f'<span class="dir">{esc(d)}/</span>' in files
+    assert "3 empty directories" in page
+    assert httpx.get(f"{server.url}/artifacts/{a.id}/files/tree/c").status_code == 404
+    assert httpx.get(f"{server.url}/api/artifacts/{plain['id']}").json()["dirs"] == []
+    # names save would not write are not listed (the raw metadata.yaml still shows them)
+    page = httpx.get(f"{server.url}/artifacts/{hostile['id']}").text
+    files = page.split('id="files"', 1)[1].split("</section>", 1)[0]
+    facts = page.split("<dl", 1)[1].split("</dl>", 1)[0]
+    assert 'class="dir"' not in files and "empty director" not in facts
+    assert httpx.get(f"{server.url}/api/artifacts/{hostile['id']}").json()["dirs"] == []
 
 
 def test_unique_prefix_redirects_to_the_full_id(web_story: Story, http: httpx.Client):

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..api import Lake
 from ..artifact import Artifact, dump_metadata
-from ..errors import NotFound, QueryError, UsageError
+from ..errors import IntegrityError, NotFound, QueryError, UsageError
 from ..ids import ID_RE
 from ..query import Query, text_item
 
@@ -345,6 +345,10 @@ def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
             "s3_url": store.s3_url(obj) if ok else None,
             "deduplicated": not obj.startswith(a.prefix + "/"),
         })
+    try:
+        dirs = a.dirs
+    except IntegrityError:
+        dirs = []  # names save would not write are not listed (the raw YAML shows them)
     logs = []
     for name, entry in (md.get("logs") or {}).items():
         logs.append({"name": str(name), "path": str(entry.get("path", "")),
@@ -365,6 +369,7 @@ def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
         "info": a.info,
         "provenance": a.provenance,
         "files": files,
+        "dirs": dirs,
         "total_size": sum(f["size"] for f in files),
         "logs": logs,
         "parents": parents,
