@@ -12,9 +12,11 @@
 #   PYTHON          the interpreter the environment is made from (default: python3.11 if
 #                   there is one, else python3; 3.11 to 3.13)
 #   ELLIPTIO_VENV   where the environment lives (default: .venv in the repository)
-#   ELLIPTIO_DEPS   "locked" (default): exactly the committed lock; "newest": a fresh
-#                   environment resolved to the newest versions pyproject.toml allows,
-#                   followed by the list of packages that moved since the lock
+#   ELLIPTIO_DEPS   "locked" (default): exactly the committed lock; "lowest" (test only):
+#                   exactly requirements/lowest.txt, every direct dependency at the lower
+#                   bound pyproject.toml states; "newest": a fresh environment resolved to
+#                   the newest versions pyproject.toml allows, followed by the list of
+#                   packages that moved since the lock
 #
 # The locks are made by `bash scripts/lock.sh` (pip-tools' pip-compile, Python 3.11).
 set -euo pipefail
@@ -30,8 +32,12 @@ case "$MODE" in
     *) echo "setup: usage: setup.sh [demo|test]" >&2; exit 2 ;;
 esac
 DEPS=${ELLIPTIO_DEPS:-locked}
-case "$DEPS" in locked|newest) ;; *)
-    echo "setup: ELLIPTIO_DEPS must be 'locked' or 'newest', not '$DEPS'" >&2; exit 2 ;;
+case "$DEPS" in locked|newest) ;;
+    lowest) if [ "$MODE" != test ]; then
+                echo "setup: ELLIPTIO_DEPS=lowest is for the tests" >&2; exit 2
+            fi
+            LOCK=requirements/lowest.txt ;;
+    *) echo "setup: ELLIPTIO_DEPS must be locked, lowest or newest, not '$DEPS'" >&2; exit 2 ;;
 esac
 
 SUDO=""
@@ -46,12 +52,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ -z "${PYTHON:-}" ]; then
-    if command -v python3.11 >/dev/null; then PYTHON=python3.11; else PYTHON=python3; fi
-fi
-if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))'
+. scripts/python.sh
+if [ -z "${PYTHON:-}" ]; then PYTHON=$(find_python 3.11 || echo python3); fi
+if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' \
+     2>/dev/null
 then
-    echo "setup: $PYTHON is $("$PYTHON" -V 2>&1); ElliptIO needs Python 3.11 to 3.13" \
+    echo "setup: $PYTHON is $("$PYTHON" -V 2>&1 | head -1); ElliptIO needs Python 3.11 to 3.13" \
          "(set PYTHON=/path/to/python3.x)" >&2
     exit 2
 fi
@@ -68,7 +74,7 @@ lock_id() { cat "$1" pyproject.toml | sha256sum | cut -c1-16; }
 have=$(cat "$VENV/.elliptio-lock" 2>/dev/null || true)
 want="$LOCK $(lock_id "$LOCK")"
 test_lock="requirements/test.txt $(lock_id requirements/test.txt)"
-if [ "$DEPS" = locked ] && [ -x "$VPY" ] \
+if [ "$DEPS" != newest ] && [ -x "$VPY" ] \
    && ! grep -qi '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg" 2>/dev/null \
    && [ "$("$VPY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)" \
         = "$want_version" ] \
@@ -85,14 +91,19 @@ export PIP_ROOT_USER_ACTION=ignore   # root is the normal case on these machines
 echo "setup: making the environment $VENV (Python $want_version)"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-if [ "$DEPS" = locked ]; then
+if [ "$DEPS" != newest ]; then
     echo "setup: installing $LOCK into it"
     quiet "${PIP[@]}" install -r "$LOCK"
     quiet "${PIP[@]}" install --no-deps -e .
     echo "$want" > "$VENV/.elliptio-lock"
 else
     echo "setup: installing ElliptIO[$EXTRAS] at the newest versions pyproject.toml allows"
-    quiet "${PIP[@]}" install --upgrade --upgrade-strategy eager -e ".[$EXTRAS]"
+    # uv resolves; pip would take many minutes backtracking through boto3's daily releases
+    # to the one the newest aiobotocore (s3fs) admits. uv is a tool of this step only: it
+    # is installed into the environment, used, and removed again.
+    quiet "${PIP[@]}" install uv
+    "$VENV/bin/uv" pip install -q --python "$VPY" --upgrade -e ".[$EXTRAS]"
+    quiet "${PIP[@]}" uninstall -y uv
     # What moved since the lock, so that a failure of this pass names its suspects.
     "$VPY" scripts/lockdiff.py "$LOCK"
 fi

@@ -3,10 +3,12 @@
 # (.venv, from the committed lock requirements/test.txt; see scripts/setup.sh), then runs
 # the whole suite from it. Extra arguments go to pytest.
 #
-# With CI=true (as CI runs it) or ELLIPTIO_TEST_NEWEST=1, the suite then runs a second
-# time on Python 3.13 (NEWEST_PYTHON, default python3.13) in a fresh environment resolved
-# to the newest versions pyproject.toml allows (.venv-newest); both passes must pass, and a
-# failing newest pass is followed by the list of packages that moved since the lock.
+# With CI=true (as CI runs it) or ELLIPTIO_TEST_NEWEST=1, the suite then runs twice more:
+# at the lower bounds pyproject.toml states (requirements/lowest.txt, .venv-lowest, the
+# same Python), and on Python 3.13 (NEWEST_PYTHON, default python3.13) in a fresh
+# environment resolved to the newest versions pyproject.toml allows (.venv-newest). All
+# passes must pass; a failing newest pass is followed by the list of packages that moved
+# since the lock.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +24,8 @@ run_pass() {  # run_pass NAME VENV PYTHON DEPS [pytest args]
 }
 
 mkdir -p test-output
-LOCKED_PYTHON=${PYTHON:-}
-if [ -z "$LOCKED_PYTHON" ]; then
-    if command -v python3.11 >/dev/null; then LOCKED_PYTHON=python3.11; else LOCKED_PYTHON=python3; fi
-fi
+. scripts/python.sh
+LOCKED_PYTHON=${PYTHON:-$(find_python 3.11 || echo python3)}
 run_pass "locked (requirements/test.txt, $LOCKED_PYTHON)" "${ELLIPTIO_VENV:-.venv}" \
     "$LOCKED_PYTHON" locked "$@"
 locked=$?
@@ -33,10 +33,13 @@ if [ "${CI:-}" != true ] && [ "${ELLIPTIO_TEST_NEWEST:-}" != 1 ]; then
     exit $locked
 fi
 
-NEWEST_PYTHON=${NEWEST_PYTHON:-python3.13}
-if ! command -v "$NEWEST_PYTHON" >/dev/null; then
-    echo "test: $NEWEST_PYTHON is not installed: the newest-versions pass needs it" \
-         "(set NEWEST_PYTHON)" >&2
+run_pass "lowest (requirements/lowest.txt, $LOCKED_PYTHON)" .venv-lowest \
+    "$LOCKED_PYTHON" lowest "$@"
+lowest=$?
+
+NEWEST_PYTHON=${NEWEST_PYTHON:-$(find_python 3.13 || true)}
+if [ -z "$NEWEST_PYTHON" ]; then
+    echo "test: no Python 3.13 found: the newest-versions pass needs it (set NEWEST_PYTHON)" >&2
     exit 3
 fi
 run_pass "newest versions pyproject.toml allows ($NEWEST_PYTHON)" .venv-newest \
@@ -46,6 +49,7 @@ if [ $newest != 0 ]; then
     echo "test: the newest-versions pass failed (exit $newest); what moved since the lock:"
     .venv-newest/bin/python scripts/lockdiff.py requirements/test.txt || true
 fi
-echo "test: locked pass exit $locked, newest pass exit $newest"
-if [ $locked != 0 ]; then exit $locked; fi
-exit $newest
+echo "test: locked pass exit $locked, lowest pass exit $lowest, newest pass exit $newest"
+for code in $locked $lowest $newest; do
+    if [ "$code" != 0 ]; then exit "$code"; fi
+done

@@ -24,6 +24,7 @@ from lockdiff import read_lock  # noqa: E402
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 TEST_LOCK = read_lock(ROOT / "requirements/test.txt")
 RUN_LOCK = read_lock(ROOT / "requirements/run.txt")
+LOWEST_LOCK = read_lock(ROOT / "requirements/lowest.txt")
 #: the pip cache of whoever runs the suite (the tests' own HOME is a temp directory)
 PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache/pip")
 
@@ -58,6 +59,21 @@ def test_the_lock_agrees_with_pyproject(lock: dict[str, str], extras: tuple[str,
         assert req.specifier.contains(lock[name], prereleases=True), \
             f"the lock pins {name}=={lock[name]}, outside pyproject's {req}: run scripts/lock.sh"
     assert "elliptio" not in lock  # the project itself is installed from the tree
+
+
+def test_the_lowest_lock_holds_every_lower_bound():
+    """requirements/lowest.txt (CI's lower-bounds pass) pins every direct requirement at
+    exactly the lower bound pyproject states, so each bound is one the suite passed on."""
+    from packaging.version import Version
+
+    for req in requirements("test"):
+        name = canonicalize_name(req.name)
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert lower, f"{req}: every dependency states the lowest version it was tested with"
+        assert name in LOWEST_LOCK, f"{req} is not in requirements/lowest.txt: scripts/lock.sh"
+        # a post-release (mongomock 4.2.0.post1) is the release of its bound
+        assert Version(Version(LOWEST_LOCK[name]).base_version) == Version(lower[0]), \
+            f"requirements/lowest.txt pins {name}=={LOWEST_LOCK[name]}, not {req}'s bound"
 
 
 def test_the_locks_agree_with_each_other():
