@@ -226,28 +226,17 @@ def search(ctx: click.Context, query: str, user: str | None, since: str | None,
     eio search 'user=andy,since=10d,file=*.txt,tag=*dataset*'
     """
     lake = _lake(ctx)
-    parts = [query] if query else []
-
-    def add(k: str, v: str) -> None:
-        parts.append(f'{k}="{v}"' if "," in v else f"{k}={v}")
-
-    for k, v in (("user", user), ("since", since), ("until", until), ("type", type_),
-                 ("based_on", based_on and lake.resolve_id(based_on)), ("text", text)):
-        if v:
-            add(k, v)
-    for f in files:
-        add("file", f)
-    for t in tags:
-        add("tag", t)
+    parent = based_on and lake.resolve_id(based_on)
+    info: list[tuple[str, str]] = []
     for item in info_items:
         k, sep, v = item.partition("=")
         if not sep:
             raise UsageError(f"--info wants KEY=VALUE, got {item!r}")
-        add(f"info.{k}", v)
-    if transitive:
-        parts.append("transitive=true")
-    q = Query.parse(",".join(parts), limit=limit or None,
-                    order="oldest" if oldest else "newest")
+        info.append((k, v))
+    q = Query.from_fields(query, user=user, since=since, until=until, files=files, tags=tags,
+                          type=type_, info=info, text=text, based_on=parent,
+                          transitive=transitive, limit=limit or None,
+                          order="oldest" if oldest else "newest")
     if count_only:
         n = lake.catalogue.count(q)
         click.echo(json.dumps({"count": n}) if as_json else str(n))

@@ -45,7 +45,7 @@ from .errors import (
     NotFound,
     StorageError,
 )
-from .ids import ID_RE, id_time
+from .ids import id_time
 from .query import id_floor, parse_time
 
 if TYPE_CHECKING:
@@ -64,19 +64,17 @@ MAX_DAY_LISTINGS = 3660
 # -- shared helpers ------------------------------------------------------------------------
 def id_of_metadata_key(key: str) -> str | None:
     """The artifact id in ``YYYY/MM/DD/<user>/<id>/.eio/metadata.yaml``, or None when the
-    key does not follow the store layout."""
-    parts = key.split("/")
-    if len(parts) != 7 or "/".join(parts[5:]) != layout.METADATA:
-        return None
-    return parts[4] if ID_RE.match(parts[4]) else None
+    key is not an artifact's metadata in the store layout (:func:`~elliptio.layout.parse_key`)."""
+    k = layout.parse_key(key)
+    return k.id if k is not None and k.is_metadata else None
 
 
 def read_metadata(lake: Lake, key: str) -> dict[str, Any]:
     """Parse the metadata.yaml under *key* and check it belongs where it lies (its id and
     prefix match the key). ``IntegrityError`` if not."""
     md = load_metadata(lake.store.read_bytes(key), key)
-    prefix = layout.prefix_of_metadata_key(key)
-    if md["id"] != id_of_metadata_key(key) or md["prefix"] != prefix:
+    k = layout.parse_key(key)
+    if k is None or not k.is_metadata or md["id"] != k.id or md["prefix"] != k.prefix:
         raise IntegrityError(
             f"{key}: metadata of {md['id']!r} (prefix {md['prefix']!r}) is not where it "
             "belongs; was it copied by hand?")
@@ -266,18 +264,20 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
     store, cat = lake.store, catalogue or lake.catalogue
 
     committed: dict[str, str] = {}  # id -> metadata key
+    committed_prefixes: set[str] = set()
     for key in store.list_metadata(""):
-        aid = id_of_metadata_key(key)
-        if aid is None:
+        k = layout.parse_key(key)
+        if k is None or not k.is_metadata:
             report.malformed.append(f"{key}: not in the store layout")
         else:
-            committed[aid] = key
-    committed_prefixes = {layout.prefix_of_metadata_key(k) for k in committed.values()}
+            committed[k.id] = key
+            committed_prefixes.add(k.prefix)
     now = datetime.now(UTC)
     for prefix in sorted(set(store.list_artifact_dirs("")) - committed_prefixes):
-        aid = prefix.rsplit("/", 1)[-1]
-        if not ID_RE.match(aid):
+        d = layout.parse_key(prefix)
+        if d is None:
             continue
+        aid = d.id
         if prefix in committed_prefixes or store.exists(layout.metadata_key(prefix)):
             continue  # committed since the listing
         report.orphans.append(prefix)

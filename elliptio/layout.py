@@ -6,6 +6,10 @@
 
 An empty directory of an artifact has no object: it exists only as a name in the
 metadata's ``dirs`` list (see :mod:`elliptio.artifact`), checked by :func:`check_dirs`.
+
+:func:`parse_key` is the one reader of this layout: every piece of code that asks what a
+store key is (the indexer, fsck, the stores' orphan listings, the web page's object
+check, a load that searches the store without the catalogue) asks it.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from .errors import UsageError
+from .ids import ID_RE
 
 METADATA = ".eio/metadata.yaml"
 LOGS = ".eio/logs/"
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+_DAY = re.compile(r"^[0-9]{4}/[0-9]{2}/[0-9]{2}$")
 
 
 def artifact_prefix(created: datetime, user: str, artifact_id: str) -> str:
@@ -30,8 +37,43 @@ def metadata_key(prefix: str) -> str:
     return f"{prefix}/{METADATA}"
 
 
-def prefix_of_metadata_key(key: str) -> str:
-    return key[: -len("/" + METADATA)]
+@dataclass(frozen=True)
+class StoreKey:
+    """A store key read by :func:`parse_key`: ``<day>/<user>/<id>[/<path>]``."""
+
+    day: str  # YYYY/MM/DD, the artifact's creation day (UTC)
+    user: str
+    id: str
+    path: str  # inside the artifact ("" for the artifact's prefix itself)
+
+    @property
+    def prefix(self) -> str:
+        """``YYYY/MM/DD/<user>/<id>``: the artifact's directory in the store."""
+        return f"{self.day}/{self.user}/{self.id}"
+
+    @property
+    def is_metadata(self) -> bool:
+        """True for the artifact's ``.eio/metadata.yaml`` (its commit point)."""
+        return self.path == METADATA
+
+
+def parse_key(key: str) -> StoreKey | None:
+    """What *key* is in the layout, or None for a key that is not of it.
+
+    Of the layout: ``YYYY/MM/DD`` (digits), a user segment, an artifact id
+    (:data:`~elliptio.ids.ID_RE`), then optionally a path inside the artifact. No
+    component may be empty, ``.`` or ``..``, and none may hold a NUL, so a key that
+    parses stays inside its artifact's directory. Keys come from store listings and from
+    metadata (untrusted): anything else is None, never an exception."""
+    if not isinstance(key, str) or "\x00" in key:
+        return None
+    parts = key.split("/")
+    if len(parts) < 5 or any(p in ("", ".", "..") for p in parts):
+        return None
+    day = "/".join(parts[:3])
+    if not _DAY.match(day) or not ID_RE.match(parts[4]):
+        return None
+    return StoreKey(day, parts[3], parts[4], "/".join(parts[5:]))
 
 
 def check_name(name: str) -> str:

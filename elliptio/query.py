@@ -388,8 +388,48 @@ class Query:
             add("text", self.text)
         return ",".join(parts)
 
+    @classmethod
+    def from_fields(cls, query: str = "", *, limit: int | None = 100, order: str = "newest",
+                    **fields: Any) -> Query:
+        """The query of a search form: the text *query* and the *fields* as
+        :func:`fields_text` joins them, parsed with *limit* and *order* as defaults (an item
+        of the text wins). What ``eio search`` and the web page's search form build."""
+        return cls.parse(fields_text(query, **fields), limit=limit, order=order)
+
     def next_page(self, last_id: str) -> Query:
         return replace(self, after=last_id)
+
+
+def fields_text(query: str = "", *, user: str | None = None, since: str | None = None,
+                until: str | None = None, files: Iterable[str] = (),
+                tags: Iterable[str] = (), type: str | None = None,
+                info: Iterable[tuple[str, str]] = (), text: str | None = None,
+                based_on: str | None = None, transitive: bool = False) -> str:
+    """Fields of a search form as one query in the text form: *query* (text the user typed
+    in that form) first, then one item per given field, in this order. A later scalar item
+    wins over one in *query*, so a field overrides the same key typed there; ``file`` and
+    ``tag`` globs add up. Values are written by :func:`text_item`, except ``info``: its
+    ``(key, value)`` pairs carry the value as typed in the text form (``"10"`` is the
+    string, ``10`` the number), wrapped in double quotes only when it holds a ``,`` and is
+    not wrapped already. :class:`QueryError` for a value the text form cannot hold."""
+    items = [query] if query else []
+    for key, value in (("user", user), ("since", since), ("until", until)):
+        if value:
+            items.append(text_item(key, value))
+    items += [text_item("file", f) for f in files]
+    items += [text_item("tag", t) for t in tags]
+    if type:
+        items.append(text_item("type", type))
+    for key, value in info:
+        if "," in value and not (value.startswith('"') and value.endswith('"')):
+            value = f'"{value}"'
+        items.append(f"info.{key}={value.strip()}")
+    for key, value in (("text", text), ("based_on", based_on)):
+        if value:
+            items.append(text_item(key, value))
+    if transitive:
+        items.append("transitive=true")
+    return ",".join(items)
 
 
 def text_item(key: str, value: str, *, quote: bool = False) -> str:
@@ -397,7 +437,7 @@ def text_item(key: str, value: str, *, quote: bool = False) -> str:
     (or always, with *quote*): when it holds a comma, starts or ends with a space, or is
     itself wrapped in double quotes. The text form has no escapes, so a value with a double
     quote and a comma, or with an odd number of double quotes, cannot be written:
-    :class:`QueryError`. :meth:`Query.to_text` and the web search form write with it."""
+    :class:`QueryError`. :meth:`Query.to_text` and :func:`fields_text` write with it."""
     if '"' in value and ("," in value or value.count('"') % 2):
         raise QueryError(f"{key}: a value cannot hold a '\"' together with a ',' or an odd "
                          f"number of '\"', got {value!r}")

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..layout import parse_key
+
 #: called with the number of bytes just transferred (for progress bars)
 Progress = Callable[[int], None] | None
 
@@ -54,15 +56,14 @@ class Staged(abc.ABC):
 
 
 def artifact_dirs_of(keys: Iterable[str]) -> Iterator[str]:
-    """The distinct ``YYYY/MM/DD/<user>/<id>`` prefixes of *keys*, in first-seen order."""
+    """The distinct ``YYYY/MM/DD/<user>/<id>`` prefixes of the *keys* that lie inside an
+    artifact of the layout (:func:`~elliptio.layout.parse_key`), in first-seen order."""
     seen: set[str] = set()
     for key in keys:
-        parts = key.split("/")
-        if len(parts) >= 6:
-            d = "/".join(parts[:5])
-            if d not in seen:
-                seen.add(d)
-                yield d
+        k = parse_key(key)
+        if k is not None and k.path and k.prefix not in seen:
+            seen.add(k.prefix)
+            yield k.prefix
 
 
 class Store(abc.ABC):

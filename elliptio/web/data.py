@@ -19,7 +19,8 @@ from ..api import Lake
 from ..artifact import Artifact, dump_metadata
 from ..errors import IntegrityError, NotFound, QueryError, UsageError
 from ..ids import ID_RE
-from ..query import Query, text_item
+from ..layout import parse_key
+from ..query import Query, fields_text
 
 #: results per page unless the URL asks otherwise, and the most it may ask for
 PAGE_SIZE = 50
@@ -37,7 +38,6 @@ MAX_LOG_VIEW = 2 << 20
 #: the form fields of the search page, beside the query box ``q``
 FORM_FIELDS = ("user", "days", "from", "to", "file", "tag", "type", "info", "text",
                "based_on", "transitive")
-_SAFE_OBJECT = re.compile(r"^\d{4}/\d{2}/\d{2}/[^/]+/[0-7][0-9a-z]{25}/[^\x00]+$")
 
 
 class FormError(QueryError):
@@ -113,68 +113,49 @@ class SearchForm:
                    transitive=one("transitive").lower() in ("1", "on", "true", "yes"),
                    order=order, limit=limit, problem="; ".join(problems) or None, **cursors)
 
-    def query_text(self, lake: Lake | None = None) -> str:
-        """The query box and the form fields as one query in the CLI language: the box
-        first, then one ``key=value`` item per filled field (a later scalar item wins, so
-        a field overrides the same key typed in the box; globs add up)."""
+    def fields(self, lake: Lake | None = None) -> dict[str, Any]:
+        """The form as the fields of :func:`~elliptio.query.fields_text`: ``last N days``
+        or ``from`` as ``since``, each info condition as a ``(key, value)`` pair (``info.``
+        before the key is optional), *based_on* as a full id when *lake* can resolve the
+        prefix typed. ``FormError`` for what the form cannot mean."""
         if self.problem:
             raise FormError(self.problem)
-        items = [self.q] if self.q else []
-
-        def add(key: str, value: str) -> None:
-            try:
-                items.append(text_item(key, value))
-            except QueryError as exc:
-                raise FormError(str(exc)) from None
-
-        if self.user:
-            add("user", self.user)
         if self.days and self.date_from:
             raise FormError("give either 'last N days' or a 'from' date, not both")
-        if self.days:
-            if not re.fullmatch(r"\d+(\.\d+)?", self.days):
-                raise FormError(f"last N days: expected a number, got {self.days!r}")
-            add("since", f"{self.days}d")
-        if self.date_from:
-            add("since", self.date_from)
-        if self.date_to:
-            add("until", self.date_to)
-        for f in self.files:
-            add("file", f)
-        for t in self.tags:
-            add("tag", t)
-        if self.type:
-            add("type", self.type)
+        if self.days and not re.fullmatch(r"\d+(\.\d+)?", self.days):
+            raise FormError(f"last N days: expected a number, got {self.days!r}")
+        info: list[tuple[str, str]] = []
         for cond in self.info:
             key, sep, value = cond.partition("=")
             key = key.strip()
             if not sep or not key:
                 raise FormError(f"info condition {cond!r} is not key=value")
-            if key.startswith("info."):
-                key = key[5:]
-            if "," in value and not (value.startswith('"') and value.endswith('"')):
-                value = f'"{value}"'
-            items.append(f"info.{key}={value.strip()}")
-        if self.text:
-            add("text", self.text)
-        if self.based_on:
-            target = self.based_on
-            if lake is not None and not ID_RE.match(target.lower()):
-                try:
-                    target = lake.resolve_id(target)
-                except NotFound as exc:
-                    raise FormError(f"based on: {exc}") from None
-                except UsageError as exc:
-                    raise FormError(f"based on: {exc}") from None
-            add("based_on", target)
-            if self.transitive:
-                add("transitive", "true")
-        return ",".join(items)
+            info.append((key.removeprefix("info."), value))
+        target = self.based_on
+        if target and lake is not None and not ID_RE.match(target.lower()):
+            try:
+                target = lake.resolve_id(target)
+            except (NotFound, UsageError) as exc:
+                raise FormError(f"based on: {exc}") from None
+        return {"query": self.q, "user": self.user,
+                "since": f"{self.days}d" if self.days else self.date_from,
+                "until": self.date_to, "files": self.files, "tags": self.tags,
+                "type": self.type, "info": info, "text": self.text, "based_on": target,
+                "transitive": bool(target) and self.transitive}
+
+    def query_text(self, lake: Lake | None = None) -> str:
+        """The query box and the form fields as one query in the CLI language
+        (:func:`~elliptio.query.fields_text`: a field overrides the same key typed in the
+        box; globs add up)."""
+        fields = self.fields(lake)
+        try:
+            return fields_text(**fields)
+        except QueryError as exc:
+            raise FormError(str(exc)) from None
 
     def query(self, lake: Lake | None = None) -> Query:
         """The :class:`Query` of this form (``QueryError`` with the reason if malformed)."""
-        text = self.query_text(lake)
-        q = Query.parse(text, limit=self.limit, order=self.order)
+        q = Query.from_fields(**self.fields(lake), limit=self.limit, order=self.order)
         # a limit typed into the box is a page size too, within the same bound; 0 (no
         # limit, parsed to None) asks for the largest page
         limit = MAX_PAGE_SIZE if q.limit is None else min(q.limit, MAX_PAGE_SIZE)
@@ -312,11 +293,11 @@ def find_artifact(lake: Lake, text: str) -> Artifact:
 
 def safe_object(key: str) -> bool:
     """True if *key* (from metadata, so untrusted) names an object inside the store's
-    artifact layout: ``YYYY/MM/DD/<user>/<id>/<path>`` without ``.``/``..`` components.
-    Deduplicated files point into another artifact's directory, which is allowed."""
-    if not isinstance(key, str) or not _SAFE_OBJECT.match(key):
-        return False
-    return all(p not in ("", ".", "..") for p in key.split("/"))
+    artifact layout: ``YYYY/MM/DD/<user>/<id>/<path>`` without ``.``/``..`` components
+    (:func:`~elliptio.layout.parse_key`). Deduplicated files point into another
+    artifact's directory, which is allowed."""
+    k = parse_key(key)
+    return k is not None and k.path != ""
 
 
 def human_size(n: int) -> str:
