@@ -16,8 +16,10 @@ content was deduplicated). Reads are served like this:
   memory however many files are open.
 
 Store calls run in worker threads (never on the trio thread; :class:`Workers`); retries
-happen inside the store. A short object (fewer bytes than the catalogue recorded) is an
-:class:`~elliptio.errors.IntegrityError`: wrong bytes are never returned.
+happen inside the store (one exception, listed in :mod:`elliptio.store.retry`: a failed
+prefetch is asked for again by the read that wants it). A short object (fewer bytes than
+the catalogue recorded) is an :class:`~elliptio.errors.IntegrityError`: wrong bytes are
+never returned.
 """
 
 from __future__ import annotations

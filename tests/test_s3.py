@@ -21,7 +21,12 @@ import pytest
 import elliptio as eio
 from elliptio import Lake, Settings, indexer
 from elliptio.errors import IntegrityError, StorageError, TransientStorageError
+from elliptio.ids import new_id
 from elliptio.store import s3 as s3mod
+from elliptio.store.s3 import download as s3download
+from elliptio.store.s3 import errors as s3errors
+from elliptio.store.s3 import fastpath, listing, reads
+from elliptio.store.s3 import upload as s3upload
 from tests.fixtures.spy import Spy
 
 
@@ -152,8 +157,8 @@ def test_wrong_credentials_are_one_clear_error(s3_lake_env, monkeypatch, tmp_pat
 # -- transfers ---------------------------------------------------------------------------------
 def test_dedup_across_artifacts_uploads_nothing_twice(s3_lake: Lake, tmp_path: Path,
                                                       monkeypatch) -> None:
-    monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "PART_SIZE", 5 << 20)
+    monkeypatch.setattr(s3upload, "MULTIPART_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(s3upload, "PART_SIZE", 5 << 20)
     data = os.urandom(7 << 20)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -178,8 +183,8 @@ def test_dedup_across_artifacts_uploads_nothing_twice(s3_lake: Lake, tmp_path: P
 def test_corrupted_upload_is_refused_by_the_server(s3_lake: Lake, tmp_path: Path,
                                                    monkeypatch) -> None:
     """The SHA-256 goes with every PUT and part: bytes damaged after hashing never land."""
-    monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "PART_SIZE", 5 << 20)
+    monkeypatch.setattr(s3upload, "MULTIPART_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(s3upload, "PART_SIZE", 5 << 20)
     client = s3_lake.store.client
     real_put, real_part = client.put_object, client.upload_part
 
@@ -201,9 +206,9 @@ def test_corrupted_upload_is_refused_by_the_server(s3_lake: Lake, tmp_path: Path
 
 def test_large_file_roundtrip_with_progress(s3_lake: Lake, tmp_path: Path,
                                             monkeypatch) -> None:
-    monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-    monkeypatch.setattr(s3mod, "PART_SIZE", 5 << 20)
-    monkeypatch.setattr(s3mod, "RANGE_SIZE", 2 << 20)
+    monkeypatch.setattr(s3upload, "MULTIPART_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(s3upload, "PART_SIZE", 5 << 20)
+    monkeypatch.setattr(s3download, "RANGE_SIZE", 2 << 20)
     data = os.urandom((23 << 20) + 5)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
@@ -254,10 +259,10 @@ def test_killed_save_leaves_no_artifact_and_fsck_removes_orphans(s3_lake: Lake, 
     small = tmp_path / "small.txt"
     small.write_text("small")
     script = textwrap.dedent(f"""
-        import elliptio.store.s3 as s3
-        s3.PART_SIZE = 5 << 20
-        s3.MULTIPART_THRESHOLD = 1 << 20
-        s3.TRANSFER_THREADS = 1
+        from elliptio.store.s3 import pool, upload
+        upload.PART_SIZE = 5 << 20
+        upload.MULTIPART_THRESHOLD = 1 << 20
+        pool.TRANSFER_THREADS = 1
         import elliptio as eio
         eio.save([{str(small)!r}, {str(big)!r}])
     """)
@@ -266,7 +271,7 @@ def test_killed_save_leaves_no_artifact_and_fsck_removes_orphans(s3_lake: Lake, 
     store = s3_lake.store
     deadline = time.monotonic() + 60
     try:
-        while not list(store._uploads("")):  # type: ignore[attr-defined]
+        while not list(listing.uploads(store, "")):  # type: ignore[arg-type]
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -283,7 +288,7 @@ def test_killed_save_leaves_no_artifact_and_fsck_removes_orphans(s3_lake: Lake, 
     cleaned = indexer.fsck(s3_lake, remove_orphans=True)
     assert cleaned.removed_orphans == report.orphans
     assert list(store.list_artifact_dirs()) == []
-    assert list(store._uploads("")) == []  # type: ignore[attr-defined]
+    assert list(listing.uploads(store, "")) == []  # type: ignore[arg-type]
     assert indexer.fsck(s3_lake).orphans == []
 
 
@@ -343,7 +348,7 @@ def fast_retries(monkeypatch):
     from elliptio.store import retry as retry_mod
 
     real = retry_mod.retry
-    monkeypatch.setattr(s3mod, "retry",
+    monkeypatch.setattr(s3errors, "retry",
                         lambda fn, **kw: real(fn, **{**kw, "base_delay": 0.001}))
 
 
@@ -413,7 +418,80 @@ def test_truncated_body_is_retried_never_served(s3_lake: Lake, tmp_path: Path,
     assert cut["left"] == 0
 
 
-# -- the signed-GET fast path (elliptio/store/s3get.py) ----------------------------------------
+def test_every_request_goes_through_the_one_retry_helper(s3_lake: Lake, seaweedfs,
+                                                         tmp_path: Path, monkeypatch) -> None:
+    """Every botocore request the store makes — saves in one PUT and in parts, a failed
+    multipart upload's abort, reads, ranged downloads, listings, the removal of an orphan
+    with an incomplete upload, check and init — is made inside the one retry helper
+    (elliptio/store/retry.py says so; the fast path's own GETs are its listed exception)."""
+    from elliptio.store import retry as retry_mod
+
+    monkeypatch.setattr(s3upload, "MULTIPART_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(s3upload, "PART_SIZE", 5 << 20)
+    monkeypatch.setattr(s3download, "RANGE_SIZE", 2 << 20)
+    store = s3_lake.store
+    assert isinstance(store, s3mod.S3Store)
+    real = store.client
+    operations = set(real.meta.method_to_api_mapping)
+    made: list[str] = []
+    outside: list[str] = []
+    corrupt = {"upload_part": False}
+
+    class Guard:
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(real, name)
+            if name not in operations:
+                return attr
+
+            def call(**kw: Any) -> Any:
+                made.append(name)
+                frame = sys._getframe(1)
+                while frame is not None and frame.f_code is not retry_mod.retry.__code__:
+                    frame = frame.f_back
+                if frame is None:
+                    outside.append(name)
+                if corrupt.get(name):
+                    kw["Body"] = bytes([kw["Body"][0] ^ 1]) + kw["Body"][1:]
+                return attr(**kw)
+
+            return call
+
+    store._client = Guard()  # type: ignore[attr-defined]
+    data = os.urandom(7 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "small.txt").write_text("small")
+    a = s3_lake.save([str(tmp_path / "big.bin"), str(tmp_path / "small.txt")])
+    b = s3_lake.load(a.id)
+    assert b.files["small.txt"].read_bytes() == b"small"
+    assert b.files["big.bin"].download(tmp_path / "dl").read_bytes() == data
+    with b.files["big.bin"].open() as f:
+        f.seek(3 << 20)
+        assert f.read(10) == data[3 << 20:(3 << 20) + 10]
+    key = a.files["small.txt"].object
+    assert store.read_range(key, 3, 100) == b"ll"  # past the end: botocore's answer
+    assert a.id in {d.rsplit("/", 1)[-1] for d in store.list_artifact_dirs()}
+    corrupt["upload_part"] = True
+    (tmp_path / "other.bin").write_bytes(os.urandom(6 << 20))
+    with pytest.raises(IntegrityError):
+        s3_lake.save([str(tmp_path / "other.bin")])
+    corrupt["upload_part"] = False
+    orphan = f"{a.prefix.rsplit('/', 1)[0]}/{new_id()}"
+    raw = seaweedfs.client()
+    try:
+        raw.put_object(Bucket=store.bucket, Key=store._key(f"{orphan}/a"), Body=b"a")
+        raw.create_multipart_upload(Bucket=store.bucket, Key=store._key(f"{orphan}/b"))
+    finally:
+        raw.close()
+    assert store.remove_orphan(orphan) == 2
+    assert "checked" in store.init()
+    assert outside == []
+    assert {"put_object", "head_object", "create_multipart_upload", "upload_part",
+            "complete_multipart_upload", "abort_multipart_upload", "get_object",
+            "list_objects_v2", "list_multipart_uploads", "list_object_versions",
+            "delete_object", "get_object_lock_configuration", "create_bucket"} <= set(made)
+
+
+# -- the signed-GET fast path (elliptio/store/s3/fastpath.py) ---------------------------------
 def test_ranged_reads_take_the_signed_fast_path(s3_lake: Lake, tmp_path: Path) -> None:
     """read_range is answered without botocore — the server accepted our own signature,
     for keys that need percent-encoding too — with the exact bytes; a range past the end
@@ -447,16 +525,14 @@ def test_fast_path_survives_dead_connections_and_falls_back_on_refusals(
     without counting against it."""
     import socket
 
-    from elliptio.store import s3get
-
     data = os.urandom(50_000)
     (tmp_path / "f.bin").write_bytes(data)
     a = s3_lake.save([str(tmp_path / "f.bin")])
     key = a.files["f.bin"].object
     store = s3_lake.store
     botocore_gets = []
-    real_get = store._get  # type: ignore[attr-defined]
-    monkeypatch.setattr(store, "_get", lambda *a, **k: botocore_gets.append(a) or
+    real_get = reads.get
+    monkeypatch.setattr(reads, "get", lambda *a, **k: botocore_gets.append(a) or
                         real_get(*a, **k))
     assert store.read_range(key, 0, 100) == data[:100]
     fast = store._fast_getter()  # type: ignore[attr-defined]
@@ -466,17 +542,17 @@ def test_fast_path_survives_dead_connections_and_falls_back_on_refusals(
     assert store.read_range(key, 1000, 5000) == data[1000:6000]
     assert store.read_range(key, 7000, 5000) == data[7000:12000]
     assert botocore_gets == [] and fast._failures == 0
-    for _ in range(2 * s3get.MAX_FAILURES):  # past the end: botocore's answer, not a fault
+    for _ in range(2 * fastpath.MAX_FAILURES):  # past the end: botocore's answer, not a fault
         assert store.read_range(key, len(data) - 3, 10) == data[-3:]
-    assert len(botocore_gets) == 2 * s3get.MAX_FAILURES and not fast.disabled
+    assert len(botocore_gets) == 2 * fastpath.MAX_FAILURES and not fast.disabled
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
     wrong = s3mod.S3Store(s3_lake_env["ELLIPTIO_STORE"])
-    monkeypatch.setattr(s3mod, "retry", lambda fn, **kw: fn())  # one botocore attempt
+    monkeypatch.setattr(s3errors, "retry", lambda fn, **kw: fn())  # one botocore attempt
     try:
         wrong_fast = wrong._fast_getter()  # type: ignore[attr-defined]
         assert wrong_fast is not None
-        for _ in range(s3get.MAX_FAILURES):
+        for _ in range(fastpath.MAX_FAILURES):
             with pytest.raises(StorageError) as err:
                 wrong.read_range(key, 0, 100)
             assert "wrong-secret-value" not in str(err.value)
@@ -489,12 +565,10 @@ def test_fast_path_survives_dead_connections_and_falls_back_on_refusals(
 
 def test_fast_path_is_off_where_it_cannot_mirror_the_client(s3_lake: Lake,
                                                              monkeypatch) -> None:
-    from elliptio.store import s3get
-
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    assert s3get.for_client(s3_lake.store.client, s3_lake.store.bucket) is None
+    assert fastpath.for_client(s3_lake.store.client, s3_lake.store.bucket) is None
     monkeypatch.delenv("HTTPS_PROXY")
-    assert s3get.for_client(s3_lake.store.client, s3_lake.store.bucket) is not None
+    assert fastpath.for_client(s3_lake.store.client, s3_lake.store.bucket) is not None
 
 
 def test_cli_shows_progress_for_large_transfers(s3_lake_env, tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from elliptio.errors import Immutable, IntegrityError, NotFound, StorageError
 from elliptio.store import Store, open_store
-from elliptio.store import s3 as s3mod
+from elliptio.store.s3 import download as s3download
+from elliptio.store.s3 import upload as s3upload
 
 PREFIX = "2026/11/24/andy/01aaaaaaaaaaaaaaaaaaaaaaaa"
 
@@ -28,9 +29,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path,
         seaweedfs = request.getfixturevalue("seaweedfs")
         for k, v in seaweedfs.env.items():
             monkeypatch.setenv(k, v)
-        monkeypatch.setattr(s3mod, "MULTIPART_THRESHOLD", 1 << 20)
-        monkeypatch.setattr(s3mod, "PART_SIZE", 5 << 20)  # S3's smallest part
-        monkeypatch.setattr(s3mod, "RANGE_SIZE", 1 << 20)
+        monkeypatch.setattr(s3upload, "MULTIPART_THRESHOLD", 1 << 20)
+        monkeypatch.setattr(s3upload, "PART_SIZE", 5 << 20)  # S3's smallest part
+        monkeypatch.setattr(s3download, "RANGE_SIZE", 1 << 20)
         bucket = seaweedfs.create_bucket()
         st = open_store(f"s3://{bucket}/some/prefix", lock_mode="GOVERNANCE", lock_days=1)
     st.check()

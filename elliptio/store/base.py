@@ -1,4 +1,4 @@
-"""The blob-store interface every store implements (local directory, S3).
+"""The blob-store interface every store implements (local directory, S3, in memory).
 
 Keys are ``/``-separated relative paths (see :mod:`elliptio.layout`). A store knows
 nothing of artifacts, catalogues or lineage: it holds bytes under keys, and it never
@@ -6,7 +6,8 @@ overwrites a key that exists. Errors of the library underneath (OSError, botocor
 translated here at the edge into :mod:`elliptio.errors` exceptions.
 
 Retrying is done in one place, :func:`elliptio.store.retry.retry`, and only inside
-store implementations; callers never loop.
+store implementations; callers never loop (the few places allowed a second attempt are
+listed, with why, in :mod:`elliptio.store.retry`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..errors import StorageError
 from ..layout import parse_key
 
 #: called with the number of bytes just transferred (for progress bars)
@@ -53,6 +55,15 @@ class Staged(abc.ABC):
     @abc.abstractmethod
     def discard(self) -> None:
         """Drop the staged bytes. Never fails loudly; may be called after a failed commit."""
+
+
+def check_key(key: str) -> list[str]:
+    """The components of *key*, or ``StorageError`` for a key no store accepts (empty,
+    absolute, with an empty, ``.`` or ``..`` component): the one rule of every store."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"invalid store key {key!r}")
+    return parts
 
 
 def artifact_dirs_of(keys: Iterable[str]) -> Iterator[str]:

@@ -10,8 +10,6 @@ directories read-only once its ``metadata.yaml`` is written.
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import secrets
 import stat
@@ -20,41 +18,11 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, unquote, urlparse
 
-from ..errors import ConfigError, Immutable, NotFound, StorageError
-from .base import Digest, Progress, Staged, Store
+from ..errors import ConfigError, Immutable, StorageError
+from .base import Digest, Progress, Staged, Store, check_key
+from .files import copy_hashing, download_from, os_error
 
-CHUNK = 1 << 20
 TMP_PREFIX = ".eio-tmp-"
-
-
-def _translate(exc: OSError, what: str) -> Exception:
-    if exc.errno == errno.ENOENT:
-        return NotFound(f"{what}: no such object")
-    if exc.errno == errno.EEXIST:
-        return Immutable(f"{what}: already exists and is locked")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return StorageError(f"{what}: permission denied ({exc.strerror})")
-    if exc.errno == errno.ENOSPC:
-        return StorageError(f"{what}: no space left on the store's device")
-    return StorageError(f"{what}: {exc.strerror or exc}")
-
-
-def copy_hashing(src: BinaryIO, dst: BinaryIO, progress: Progress = None) -> Digest:
-    """Copy *src* to *dst* in 1 MiB chunks, hashing once on the way."""
-    h = hashlib.sha256()
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    while True:
-        n = src.readinto(buf)  # type: ignore[attr-defined]
-        if not n:
-            break
-        h.update(view[:n])
-        dst.write(view[:n])
-        size += n
-        if progress:
-            progress(n)
-    return Digest(h.hexdigest(), size)
 
 
 class _LocalStaged(Staged):
@@ -66,7 +34,7 @@ class _LocalStaged(Staged):
         try:
             os.link(self.tmp, target)
         except OSError as exc:
-            raise _translate(exc, self.key) from exc
+            raise os_error(exc, self.key) from exc
         finally:
             self.tmp.unlink(missing_ok=True)
         if progress:
@@ -91,10 +59,7 @@ class LocalStore(Store):
 
     # -- helpers ---------------------------------------------------------------------
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise StorageError(f"invalid store key {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*check_key(key))
 
     def _tmp_beside(self, target: Path) -> Path:
         return target.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{target.name}")
@@ -103,7 +68,7 @@ class LocalStore(Store):
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _translate(exc, what) from exc
+            raise os_error(exc, what) from exc
 
     # -- writing ---------------------------------------------------------------------
     def stage(self, key: str, source: str, progress: Progress = None) -> Staged:
@@ -117,7 +82,7 @@ class LocalStore(Store):
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise _translate(exc, key) from exc
+                raise os_error(exc, key) from exc
             raise
         return _LocalStaged(self, key, tmp, digest)
 
@@ -133,7 +98,7 @@ class LocalStore(Store):
                 os.fchmod(f.fileno(), 0o444)
             os.link(tmp, target)
         except OSError as exc:
-            raise _translate(exc, key) from exc
+            raise os_error(exc, key) from exc
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -154,32 +119,28 @@ class LocalStore(Store):
         try:
             return self._path(key).stat().st_size
         except OSError as exc:
-            raise _translate(exc, key) from exc
+            raise os_error(exc, key) from exc
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         try:
             with open(self._path(key), "rb") as f:
                 return os.pread(f.fileno(), length, offset)
         except OSError as exc:
-            raise _translate(exc, key) from exc
+            raise os_error(exc, key) from exc
 
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
         except OSError as exc:
-            raise _translate(exc, key) from exc
+            raise os_error(exc, key) from exc
 
     def download(self, key: str, dest: str, progress: Progress = None) -> Digest:
-        dest_path = Path(dest)
-        tmp = dest_path.with_name(f".{dest_path.name}.eio-download-{secrets.token_hex(4)}")
         try:
-            with open(self._path(key), "rb") as src, open(tmp, "xb") as dst:
-                digest = copy_hashing(src, dst, progress)
-            os.replace(tmp, dest_path)
+            src = open(self._path(key), "rb")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise _translate(exc, f"{key} -> {dest}") from exc
-        return digest
+            raise os_error(exc, f"{key} -> {dest}") from exc
+        with src:
+            return download_from(src, dest, key, progress)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
@@ -254,7 +215,7 @@ class LocalStore(Store):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _translate(exc, str(self.root)) from exc
+            raise os_error(exc, str(self.root)) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StorageError(f"store directory {self.root} is not writable")
         return f"local store at {self.root}"

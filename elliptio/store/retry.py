@@ -1,6 +1,36 @@
 """The one retry helper of the store layer.
 
 Only store implementations retry, and only through :func:`retry`; callers never loop.
+Every request of the S3 store goes through it (:func:`elliptio.store.s3.errors.call`,
+with :func:`elliptio.store.s3.errors.is_transient` deciding what is worth repeating);
+a request there includes reading its body, so a body cut short by a reset mid-transfer
+is fetched again whole (``reads.get``, ``download._fetch_into``). The local and
+in-memory stores do not retry: a local filesystem's errors do not pass by themselves.
+
+The places allowed a second attempt of their own, and why:
+
+- ``elliptio/store/s3/reads.py``, ``read_range``: a ranged GET the fast path
+  (``fastpath.py``) did not answer with the bytes asked for (``Fallback``) is
+  repeated once through botocore, which goes through :func:`retry`. The fast path knows
+  only the happy path; the repeat gives botocore's errors, retries and messages, and a
+  range past the end its meaning (the bytes that exist).
+- ``elliptio/store/s3/fastpath.py``, ``SignedGetter._get_range``: a request that fails on
+  a kept-alive connection is sent once more on a new connection. A server may close an
+  idle connection at any time, which says nothing about the request; a failure on the new
+  connection is a ``Fallback``.
+- ``elliptiofs/reader.py``, ``Reader._read_parts``: a part the scan read-ahead fetched
+  (``prefetch``) that failed is asked for again, once, by the read that wants it
+  (``_fetch_exact``, with the store's retries). The prefetch was speculative, maybe long
+  before the read, and its failure belongs to a moment nobody waited on.
+- ``elliptiofs/outbox/committer.py``, ``Committer._failed`` and the scheduler
+  ``Committer.run``: a commit that failed with a store or catalogue error (after these
+  retries) stays ``pending`` and the whole save is tried again after
+  ``ELLIPTIO_OUTBOX_RETRY`` seconds, the delay doubling up to ``RETRY_MAX``. Its bytes
+  are staged on local disk and its writer is gone: nobody else will try again, and
+  minutes apart, not a request's backoff.
+- ``elliptio/indexer.py``, ``lambda_handler``: a read or catalogue write that still fails
+  is raised after the rest of the batch is indexed, so that Lambda invokes the handler
+  again (upserts are idempotent). The second attempt is Lambda's, not a loop here.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ uses, so both agree: the URL layout (scheme, host, path or virtual-host addressi
 a presigned URL botocore builds once, the region from the client, the credentials (also
 refreshed ones) from the client's credential provider. Any answer other than the range
 asked for — an error status, a short body, a dropped connection — raises
-:class:`Fallback`, and the caller repeats the request through botocore, whose errors,
-retries (the one retry helper) and messages stay the only ones. A client it cannot
+:class:`Fallback`, and the caller (:func:`.reads.read_range`) repeats the request once
+through botocore, whose errors, retries (:func:`.errors.call`) and messages stay the only
+ones. The one other second attempt here: a request that fails on a kept-alive connection
+is sent once more on a new one (the server may close an idle connection at any time; that
+says nothing about the request). A client it cannot
 mirror (a proxy configured, another signature version, no credentials) makes
 :func:`for_client` return ``None``.
 """
