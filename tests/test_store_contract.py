@@ -1,6 +1,6 @@
-"""The store contract (elliptio/store/base.py), once, for every store: local and S3 on a
-real SeaweedFS. Transfer sizes are shrunk so multipart uploads and parallel ranged
-downloads happen with files of a few MiB."""
+"""The store contract (elliptio/store/base.py), once, for every store: local, in memory
+and S3 on a real SeaweedFS. Transfer sizes are shrunk so multipart uploads and parallel
+ranged downloads happen with files of a few MiB."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from elliptio.store.s3 import upload as s3upload
 PREFIX = "2026/11/24/andy/01aaaaaaaaaaaaaaaaaaaaaaaa"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> Store:
     if request.param == "local":
         st = open_store(f"file://{tmp_path}/store")
+    elif request.param == "memory":
+        st = open_store(f"memory://contract-{os.urandom(6).hex()}")
     else:
         seaweedfs = request.getfixturevalue("seaweedfs")
         for k, v in seaweedfs.env.items():

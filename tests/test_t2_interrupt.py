@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -69,36 +68,37 @@ def test_kill_during_save(tmp_path, lake_env, delay):
 @pytest.mark.parametrize("fail_at", ["stage", "commit", "log", "metadata"])
 def test_exception_at_each_step_leaves_nothing_visible(tmp_path, lake_env, monkeypatch,
                                                        fail_at):
-    from elliptio.store import local
+    """On the in-memory store, whose fault hook makes the chosen step fail (the third
+    file staged or committed, the first log or the metadata written)."""
+    from elliptio.store.memory import MemoryStore
 
+    url = f"memory://interrupt-{os.urandom(6).hex()}"
+    monkeypatch.setenv("ELLIPTIO_STORE", url)
+    store = MemoryStore(url)  # the same objects as the lake eio.save opens from the env
     for i in range(5):
         (tmp_path / f"f{i}.txt").write_text(f"content {i}")
     files = [str(tmp_path / f"f{i}.txt") for i in range(5)]
     calls = {"n": 0}
 
-    def failing(orig, when):
-        def wrapper(*args, **kwargs):
+    def failing(operation, when):
+        def faults(op, key):
+            if op != operation:
+                return
             calls["n"] += 1
-            if when(args) and calls["n"] >= 3:
+            if when(key) and calls["n"] >= 3:
                 raise eio.StorageError("no space left on device (injected)")
-            return orig(*args, **kwargs)
-        return wrapper
+        return faults
 
-    if fail_at == "stage":
-        monkeypatch.setattr(local.LocalStore, "stage",
-                            failing(local.LocalStore.stage, lambda a: True))
-    elif fail_at == "commit":
-        monkeypatch.setattr(local._LocalStaged, "commit",
-                            failing(local._LocalStaged.commit, lambda a: True))
+    if fail_at in ("stage", "commit"):
+        store.faults = failing(fail_at, lambda key: True)
     else:
         needle = ".eio/logs/" if fail_at == "log" else ".eio/metadata.yaml"
         calls["n"] = 10
-        monkeypatch.setattr(local.LocalStore, "put_bytes",
-                            failing(local.LocalStore.put_bytes, lambda a: needle in a[1]))
+        store.faults = failing("put_bytes", lambda key: needle in key)
     with pytest.raises(eio.StorageError, match="space"):
         eio.save(files)
+    store.faults = None
     lake = eio.Lake()
     assert lake.search() == []
     assert list(lake.store.list("")) == []  # partial writes were removed
-    root = Path(lake_env["ELLIPTIO_STORE"].removeprefix("file://"))
-    assert not [p for p in root.rglob("*") if p.is_file()]
+    assert store.staged == 0  # and nothing staged is left behind (no temporaries)

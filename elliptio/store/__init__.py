@@ -1,4 +1,5 @@
-"""Blob stores, chosen by URL scheme: ``file://`` (local directory) and ``s3://``."""
+"""Blob stores, chosen by URL scheme: ``file://`` (local directory), ``s3://`` and
+``memory://`` (in the process's memory, for tests)."""
 
 from __future__ import annotations
 
@@ -19,4 +20,8 @@ def open_store(url: str, **options: object) -> Store:
         from .s3 import S3Store
 
         return S3Store(url, **options)  # type: ignore[arg-type]
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore(url)
     raise ConfigError(f"unknown store URL {url!r}: use file:///path or s3://bucket[/prefix]")
