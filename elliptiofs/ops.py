@@ -44,6 +44,7 @@ from elliptio.errors import (
     UsageError,
 )
 
+from .outbox import Attrs, Change, Space
 from .reader import Reader
 from .readlog import ReadLog, ReadLogError, scope_for
 from .scan import ScanAhead
@@ -117,9 +118,11 @@ class OutboxOps(Protocol):
     ``outbox/`` (the ``outbox/`` directory itself included, as *parent*).
 
     Nodes it returns must have paths under ``("outbox", ...)`` and kinds the outbox
-    chooses (files: ``Kind.AFILE``-like attributes via ``Node.mode()`` or its own); ops
-    gives them inode numbers from the shared :class:`~elliptiofs.tree.Inodes` table.
-    File handles it returns are its own; ops maps them. Raise
+    chooses; ops gives them inode numbers from the shared
+    :class:`~elliptiofs.tree.Inodes` table and copies the plain values it answers
+    (:class:`~elliptiofs.outbox.Attrs`, :class:`~elliptiofs.outbox.Space`) into pyfuse3's
+    objects, and a setattr's fields into a :class:`~elliptiofs.outbox.Change`. File
+    handles it returns are its own; ops maps them. Raise
     :mod:`elliptio.errors` exceptions or ``OSError(errno, message)``; ops maps them to
     errnos (an OSError to its own errno).
     """
@@ -127,9 +130,9 @@ class OutboxOps(Protocol):
     def lookup(self, parent: Node, name: str) -> Node | None: ...
     def list_dir(self, directory: Node, after: str | None, limit: int) -> list[Entry]: ...
     def opendir(self, node: Node, ctx: pyfuse3.RequestContext) -> None: ...
-    def attrs(self, node: Node, entry: pyfuse3.EntryAttributes) -> None: ...
+    def attrs(self, node: Node) -> Attrs | None: ...
     def readlink(self, node: Node) -> str: ...
-    def statfs(self, s: pyfuse3.StatvfsData) -> None: ...
+    def statfs(self) -> Space: ...
     async def create(self, parent: Node, name: str, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[Node, int]: ...
     async def mkdir(self, parent: Node, name: str, mode: int,
@@ -140,8 +143,8 @@ class OutboxOps(Protocol):
     async def flush(self, fh: int) -> None: ...
     async def fsync(self, fh: int, datasync: bool) -> None: ...
     async def release(self, fh: int) -> None: ...
-    async def setattr(self, node: Node, attr: pyfuse3.EntryAttributes,
-                      fields: pyfuse3.SetattrFields, ctx: pyfuse3.RequestContext) -> None: ...
+    async def setattr(self, node: Node, change: Change,
+                      ctx: pyfuse3.RequestContext) -> None: ...
     async def unlink(self, parent: Node, name: str, ctx: pyfuse3.RequestContext) -> None: ...
     async def rmdir(self, parent: Node, name: str, ctx: pyfuse3.RequestContext) -> None: ...
     async def rename(self, parent_old: Node, name_old: str, parent_new: Node, name_new: str,
@@ -240,7 +243,13 @@ class Operations(pyfuse3.Operations):
         e.st_blocks = (e.st_size + 511) // 512
         e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = node.mtime_ns
         if self.outbox is not None and node.in_outbox:
-            self.outbox.attrs(node, e)
+            a = self.outbox.attrs(node)
+            if a is not None:  # None: forgotten by the outbox, not yet by the kernel
+                e.entry_timeout, e.attr_timeout = a.entry_timeout, a.attr_timeout
+                e.st_mode, e.st_size, e.st_nlink = a.mode, a.size, a.nlink
+                e.st_uid, e.st_gid = a.uid, a.gid
+                e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+                e.st_blocks = (e.st_size + 511) // 512
         return e
 
     async def _entry(self, node: Node) -> pyfuse3.EntryAttributes:
@@ -476,7 +485,14 @@ class Operations(pyfuse3.Operations):
                       fields: pyfuse3.SetattrFields, fh: int | None,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self.inodes.get(inode)
-        await self._outbox(node).setattr(node, attr, fields, ctx)
+        outbox = self._outbox(node)
+        change = Change(
+            size=attr.st_size if fields.update_size else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            mode=attr.st_mode if fields.update_mode else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None)
+        await outbox.setattr(node, change, ctx)
         return self._attrs(inode, node)
 
     @_op
@@ -550,7 +566,13 @@ class Operations(pyfuse3.Operations):
         s.f_ffree = s.f_favail = 0
         s.f_namemax = 255
         if self.outbox is not None:
-            self.outbox.statfs(s)  # the spool's free space: what the outbox can take
+            # the spool's free space (what the outbox can take), in our block size
+            space = self.outbox.statfs()
+            scale = space.block_size / s.f_frsize if s.f_frsize else 1
+            s.f_blocks = int(space.blocks * scale)
+            s.f_bfree = int(space.free * scale)
+            s.f_bavail = int(space.available * scale)
+            s.f_ffree = s.f_favail = space.files_available
         return s
 
     # -- after the outbox commits -------------------------------------------------------

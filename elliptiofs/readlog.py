@@ -39,6 +39,8 @@ from pathlib import Path
 
 from elliptio.errors import ConfigError, ElliptioError
 
+from . import procinfo
+
 log = logging.getLogger(__name__)
 
 SCOPES = ("session", "pid", "uid")
@@ -74,47 +76,6 @@ def create_tables(db: sqlite3.Connection) -> None:
 
 
 # -- scopes ---------------------------------------------------------------------------------
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "noboot"
-
-
-_BOOT = _boot_id()
-
-
-#: how long a process's start time is reused without reading /proc again (s): a scan of
-#: many files opens one after the other from one session; a pid is not handed out again
-#: within a second unless the pid space wraps around that fast
-START_TTL = 1.0
-_starts: dict[int, tuple[float, str | None]] = {}
-
-
-def _start_time(pid: int) -> str | None:
-    """The start time of *pid* in clock ticks since boot (field 22 of /proc/<pid>/stat),
-    remembered for :data:`START_TTL` seconds."""
-    now = time.monotonic()
-    hit = _starts.get(pid)
-    if hit is not None and now - hit[0] < START_TTL:
-        return hit[1]
-    start = _read_start_time(pid)
-    if len(_starts) > 4096:
-        _starts.clear()
-    _starts[pid] = (now, start)
-    return start
-
-
-def _read_start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    rest = stat[stat.rfind(b")") + 2:].split()
-    return rest[19].decode() if len(rest) > 19 else None
-
-
 def scope_for(pid: int, uid: int, mode: str = "session") -> str:
     """The reader scope of process *pid* (run by *uid*) under *mode* (session|pid|uid).
 
@@ -126,8 +87,8 @@ def scope_for(pid: int, uid: int, mode: str = "session") -> str:
     if mode == "uid" or pid <= 0:
         return f"uid:{uid}"
     if mode == "pid":
-        start = _start_time(pid)
-        return f"pid:{_BOOT}:{pid}:{start}" if start else f"uid:{uid}"
+        start = procinfo.start_time(pid)
+        return f"pid:{procinfo.BOOT}:{pid}:{start}" if start else f"uid:{uid}"
     try:
         sid = os.getsid(pid)
     except OSError:
@@ -135,8 +96,8 @@ def scope_for(pid: int, uid: int, mode: str = "session") -> str:
     # The session id is the leader's pid; the kernel does not hand it out again while any
     # member lives, but may after. The leader's start time tells two sessions apart; a
     # session whose leader has exited keeps "gone" (its members still agree on it).
-    start = _start_time(sid) or "gone"
-    return f"session:{_BOOT}:{sid}:{start}"
+    start = procinfo.start_time(sid) or "gone"
+    return f"session:{procinfo.BOOT}:{sid}:{start}"
 
 
 # -- the log ---------------------------------------------------------------------------------

@@ -1,0 +1,461 @@
+"""The outbox's parts without a mount: the namespace (pure), the committer's schedule (a
+fake clock and a fake save: no sleeps), and the operations on a real local lake awaited
+directly, as ops calls them (no pyfuse3 objects). tests/test_fs_outbox.py copies into a
+real mount."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from elliptio import Lake
+from elliptiofs.outbox import Change, Committer, Failed, Namespace, Outbox, Refused
+from elliptiofs.outbox.committer import RETRY_MAX
+from elliptiofs.outbox.namespace import (
+    COMMITTING,
+    ERROR,
+    PENDING,
+    RECOVERED,
+    RECOVERED_STATE,
+    STAGING,
+    Item,
+)
+
+ANDY = SimpleNamespace(uid=1000, gid=1000, pid=os.getpid(), umask=0o022)
+BRENDA = SimpleNamespace(uid=1001, gid=1001, pid=os.getpid(), umask=0o077)
+ROOT = SimpleNamespace(uid=0, gid=0, pid=os.getpid(), umask=0o022)
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def names(ns: Namespace, directory: Item | None = None) -> list[str]:
+    return [e.name for e in ns.listing(directory or ns.root, None, 100)]
+
+
+def code(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    with pytest.raises(OSError) as info:
+        fn(*args, **kwargs)
+    return info.value.errno
+
+
+def make_ns(clock: Clock | None = None) -> Namespace:
+    return Namespace(uid=0, gid=0, clock=clock or Clock(), owner_name=lambda uid: f"u{uid}")
+
+
+# -- the namespace ------------------------------------------------------------------------------
+def test_create_owner_mode_and_refusals():
+    ns = make_ns()
+    f = ns.create(ns.root, "model.pth", "file", 0o666, ANDY)
+    assert (f.uid, f.gid, f.mode, f.parent) == (1000, 1000, 0o644, ns.root)
+    assert f.node.path == ("outbox", f"#{f.sid}") and ns.item_of(f.node) is f
+    d = ns.create(ns.root, "run42", "dir", 0o777, BRENDA)
+    assert d.mode == 0o700 and names(ns) == ["model.pth", "run42"]
+    assert code(ns.create, ns.root, "model.pth", "file", 0o644, ANDY) == errno.EEXIST
+    assert code(ns.create, ns.root, RECOVERED, "dir", 0o755, ANDY) == errno.EPERM
+    assert code(ns.create, ns.recovered, "x", "file", 0o644, ANDY) == errno.EPERM
+    assert code(ns.create, f, "x", "file", 0o644, ANDY) == errno.ENOTDIR
+    # outbox/ is sticky: anyone creates there; inside brenda's directory only she (and root)
+    assert code(ns.create, d, "x", "file", 0o644, ANDY) == errno.EACCES
+    assert ns.create(d, "x", "file", 0o644, BRENDA).parent is d
+    assert ns.create(d, "y", "file", 0o644, ROOT).uid == 0
+    assert ns.top_of(d.children["x"]) is d and ns.top_of(ns.root) is None
+    # changing an entry while it commits is EBUSY
+    d.state = COMMITTING
+    assert code(ns.create, d, "z", "file", 0o644, BRENDA) == errno.EBUSY
+    assert code(ns.check_not_committing, d.children["x"]) == errno.EBUSY
+
+
+def test_unlink_and_rmdir_rules():
+    ns = make_ns()
+    d = ns.create(ns.root, "run", "dir", 0o755, ANDY)
+    sub = ns.create(d, "sub", "dir", 0o755, ANDY)
+    deep = ns.create(sub, "deep.bin", "file", 0o644, ANDY)
+    ns.create(ns.root, "mine", "file", 0o644, ANDY)
+    assert code(ns.remove, ns.root, "run", ANDY, directory=False) == errno.EISDIR
+    assert code(ns.remove, ns.root, "mine", ANDY, directory=True) == errno.ENOTDIR
+    assert code(ns.remove, ns.root, "run", ANDY, directory=True) == errno.ENOTEMPTY
+    assert code(ns.remove, ns.root, "nothing", ANDY, directory=False) == errno.ENOENT
+    # sticky like /tmp: another user cannot delete andy's entries; root can
+    assert code(ns.remove, ns.root, "mine", BRENDA, directory=False) == errno.EPERM
+    assert code(ns.remove, sub, "deep.bin", BRENDA, directory=False) == errno.EACCES
+    assert ns.remove(ns.root, "mine", ROOT, directory=False)[0].name == "mine"
+    assert ns.remove(sub, "deep.bin", ANDY, directory=False) == [deep]
+    assert deep.sid not in ns.items and d in ns.dirty  # the entry changed
+    assert ns.remove(d, "sub", ANDY, directory=True) == [sub]
+    assert code(ns.remove, ns.root, RECOVERED, ROOT, directory=True) == errno.ENOENT
+    # forget drops everything below, deepest first, and out of the dirty set
+    top = ns.create(ns.root, "tree", "dir", 0o755, ANDY)
+    a = ns.create(top, "a", "dir", 0o755, ANDY)
+    b = ns.create(a, "b", "file", 0o644, ANDY)
+    ns.touch(b)
+    assert top in ns.dirty
+    assert ns.forget(top) == [a, b, top] and top not in ns.dirty
+    assert names(ns) == ["run"]
+
+
+def test_rename_rules():
+    ns = make_ns()
+    d = ns.create(ns.root, "d", "dir", 0o755, ANDY)
+    inner = ns.create(d, "inner", "dir", 0o755, ANDY)
+    f = ns.create(ns.root, ".f.XXXXXX", "file", 0o644, ANDY)
+    g = ns.create(ns.root, "g", "file", 0o644, ANDY)
+    full = ns.create(ns.root, "full", "dir", 0o755, ANDY)
+    ns.create(full, "x", "file", 0o644, ANDY)
+    assert ns.rename(ns.root, "g", ns.root, "g", 0, ANDY) is None  # onto itself
+    assert code(ns.rename, ns.root, "d", inner, "d", 0, ANDY) == errno.EINVAL
+    assert code(ns.rename, ns.root, "g", ns.root, "d", 0, ANDY) == errno.EISDIR
+    assert code(ns.rename, ns.root, "d", ns.root, "g", 0, ANDY) == errno.ENOTDIR
+    assert code(ns.rename, ns.root, "inner", ns.root, "x", 0, ANDY) == errno.ENOENT
+    assert code(ns.rename, d, "inner", ns.root, "full", 0, ANDY) == errno.ENOTEMPTY
+    assert code(ns.rename, ns.root, "g", ns.root, RECOVERED, 0, ANDY) == errno.EPERM
+    assert code(ns.rename, ns.root, "g", ns.root, "h", 2, ANDY) == errno.EINVAL  # exchange
+    assert code(ns.rename, ns.root, "g", ns.root, ".f.XXXXXX", 1, ANDY) == errno.EEXIST
+    assert code(ns.rename, ns.root, "g", ns.root, "h", 0, BRENDA) == errno.EPERM
+    # rsync's temporary replaces the file it was written for
+    moved = ns.rename(ns.root, ".f.XXXXXX", ns.root, "g", 0, ANDY)
+    assert moved == (f, [g]) and f.name == "g" and g.sid not in ns.items
+    assert f in ns.dirty and names(ns) == ["d", "full", "g"]
+    # into a directory: the directory's entry changes, the name leaves outbox/
+    assert ns.rename(ns.root, "g", d, "g", 0, ANDY) == (f, [])
+    assert ns.top_of(f) is d and d in ns.dirty and names(ns, d) == ["g", "inner"]
+    # an entry moved back out of .recovered/ stages again
+    r = ns.create(ns.root, "r", "file", 0o644, ANDY)
+    ns.recover(r)
+    assert r.state == RECOVERED_STATE and names(ns, ns.recovered) == ["r"]
+    assert RECOVERED in names(ns)
+    assert code(ns.create, ns.recovered, "x", "file", 0o644, ANDY) == errno.EPERM
+    ns.rename(ns.recovered, "r", ns.root, "r", 0, ANDY)
+    assert r.state == STAGING and r.error is None and RECOVERED not in names(ns)
+    d.state = COMMITTING
+    assert code(ns.rename, d, "g", ns.root, "g", 0, ANDY) == errno.EBUSY
+
+
+def test_touch_quiet_clock_sidecars_and_xattrs():
+    clock = Clock()
+    ns = make_ns(clock)
+    model = ns.create(ns.root, "model.pth", "file", 0o644, ANDY)
+    side = ns.create(ns.root, "model.pth.eio.yaml", "file", 0o644, ANDY)
+    clock.now = 200.0
+    model.state, model.error = ERROR, "bad sidecar"
+    ns.touch(side)  # the entry a sidecar describes changes with it
+    assert model.changed == side.changed == 200.0 and {model, side} <= ns.dirty
+    assert model.state == STAGING and model.error is None
+    model.state, model.error = PENDING, "store down"
+    ns.touch(model, reset=False)  # a close: the quiet period restarts, the state stays
+    assert model.state == PENDING
+    assert ns.sidecars(model) == [("model.pth.eio.yaml", side)]
+    assert ns.sidecar_of(model) is side
+    model.xattrs["user.eio.type"] = b"model"
+    assert ns.xattrs(model) == {"user.eio.type": b"model", "user.eio.state": b"pending",
+                                "user.eio.error": b"store down", "user.eio.owner": b"u1000"}
+    model.scopes.append("session:x:1:2")
+    assert ns.scopes_in_use() == {"session:x:1:2"}
+    link, consumed, dropped = ns.replace_by_link(model, "01m885enepz71bzjbdwt9kmdr2")
+    assert consumed == [side] and dropped == [model, side] and names(ns) == ["model.pth"]
+    assert ns.link_target(link) == "../artifacts/01m885enepz71bzjbdwt9kmdr2"
+    assert ns.xattrs(link)["user.eio.id"] == b"01m885enepz71bzjbdwt9kmdr2"
+    assert ns.scopes_in_use() == set()
+    assert code(ns.link_target, ns.root) == errno.EINVAL
+    assert code(ns.item_of, model.node) == errno.ENOENT
+
+
+# -- the committer ------------------------------------------------------------------------------
+class Harness:
+    """A committer over a namespace with a fake clock, a fake save and a set of open
+    entries; *outcomes* says what the next saves do (None: saved)."""
+
+    def __init__(self, quiet: float = 2.0, retry: float = 10.0) -> None:
+        self.clock = Clock()
+        self.ns = make_ns(self.clock)
+        self.open: set[Item] = set()
+        self.saved: list[str] = []
+        self.outcomes: list[Exception | None] = []
+        self.recorded: list[tuple[str, str]] = []
+        self.c = Committer(self.ns, quiet=quiet, retry=retry, save=self.save,
+                           record=lambda i: self.recorded.append((i.name, i.state)),
+                           is_open=lambda top: top in self.open, clock=self.clock)
+
+    async def save(self, top: Item) -> None:
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+        self.saved.append(top.name)
+        self.ns.replace_by_link(top, "01m885enepz71bzjbdwt9kmdr2")
+
+    def file(self, name: str, parent: Item | None = None) -> Item:
+        item = self.ns.create(parent or self.ns.root, name, "file", 0o644, ANDY)
+        self.ns.touch(item)  # written
+        return item
+
+    async def step(self) -> list[str]:
+        """What one tick of the scheduler starts, committed one after the other."""
+        ready = self.c.ready()
+        for top in ready:
+            assert top.state == COMMITTING
+            await self.c.commit(top)
+        return [t.name for t in ready]
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> None:
+    trio.run(fn)
+
+
+def test_an_entry_commits_after_the_quiet_period():
+    h = Harness()
+
+    async def main() -> None:
+        model = h.file("model.pth")
+        h.clock.now += 1.9
+        assert await h.step() == []
+        h.ns.touch(model)  # written again: the quiet period starts again
+        h.clock.now += 1.9
+        assert await h.step() == []
+        h.clock.now += 0.1
+        assert await h.step() == ["model.pth"]
+        assert h.saved == ["model.pth"] and h.recorded == [("model.pth", COMMITTING)]
+        assert model.done is not None and model.done.is_set()
+        h.clock.now += 100
+        assert await h.step() == []  # committed once
+
+    run(main)
+
+
+def test_never_by_itself_hidden_names_sidecars_empty_dirs_recovered():
+    h = Harness()
+
+    async def main() -> None:
+        h.file(".model.pth.XXXXXX")
+        h.file("x.eio.yaml")
+        empty = h.ns.create(h.ns.root, "empty", "dir", 0o755, ANDY)
+        h.ns.touch(empty)
+        rec = h.file("rec")
+        h.ns.recover(rec)
+        h.clock.now += 100
+        assert await h.step() == [] and h.saved == []
+        assert h.ns.dirty == set()  # none of them is looked at again until it changes
+        h.file("f", empty)  # a file makes the directory committable
+        h.clock.now += 2
+        assert await h.step() == ["empty"]
+
+    run(main)
+
+
+def test_a_sidecar_beside_the_entry_holds_it_back():
+    h = Harness()
+
+    async def main() -> None:
+        h.file("model.pth")
+        h.clock.now += 1.5
+        side = h.file("model.pth.eio.yaml")  # copied after the entry: it restarts both
+        h.clock.now += 1.5
+        assert await h.step() == []
+        h.open.add(side)
+        h.clock.now += 10
+        assert await h.step() == []  # the sidecar is still being written
+        h.open.clear()
+        assert await h.step() == ["model.pth"] and h.saved == ["model.pth"]
+
+    run(main)
+
+
+def test_nothing_commits_while_a_handle_is_open():
+    h = Harness()
+
+    async def main() -> None:
+        d = h.ns.create(h.ns.root, "run42", "dir", 0o755, ANDY)
+        h.file("a.txt", d)
+        h.open.add(d)  # a handle on something in it
+        h.clock.now += 1000
+        assert await h.step() == []
+        with pytest.raises(OSError) as info:
+            await h.c.trigger(d.children["a.txt"])
+        assert info.value.errno == errno.EBUSY and h.saved == []
+        h.open.clear()
+        assert await h.step() == ["run42"]
+
+    run(main)
+
+
+def test_a_failed_save_is_retried_with_doubling_backoff_up_to_the_cap():
+    h = Harness(retry=10.0)
+
+    async def main() -> None:
+        model = h.file("model.pth")
+        h.outcomes = [Failed("the store is down")] * 9
+        h.clock.now += 2
+        assert await h.step() == ["model.pth"]
+        assert model.state == PENDING and model.retry_delay == 10.0
+        assert model.error == "the store is down (retrying in 10 s)"
+        assert h.recorded[-1] == ("model.pth", PENDING)
+        delays = [10.0]
+        for _ in range(8):
+            h.clock.now = model.retry_at - 0.01
+            assert await h.step() == []  # not before its time
+            h.open.add(model)
+            h.clock.now = model.retry_at
+            assert await h.step() == []  # nor while it is open
+            h.open.clear()
+            assert await h.step() == ["model.pth"]
+            delays.append(model.retry_delay)
+        assert delays == [10, 20, 40, 80, 160, 320, 600, 600, 600]
+        assert RETRY_MAX == 600 and model.state == PENDING
+        h.clock.now = model.retry_at
+        assert await h.step() == ["model.pth"] and h.saved == ["model.pth"]
+
+    run(main)
+
+
+def test_a_change_retries_a_pending_entry_afresh():
+    h = Harness(retry=10.0)
+
+    async def main() -> None:
+        model = h.file("model.pth")
+        h.outcomes = [Failed("down"), Failed("down")]
+        h.clock.now += 2
+        await h.step()
+        h.clock.now = model.retry_at
+        await h.step()
+        assert model.retry_delay == 20
+        h.ns.touch(model)  # written again: staging, the backoff starts over
+        assert model.state == STAGING and model.retry_delay == 0
+        h.outcomes = [Failed("down")]
+        h.clock.now += 2
+        assert await h.step() == ["model.pth"] and model.retry_delay == 10
+
+    run(main)
+
+
+def test_the_trigger_commits_at_once_and_reports_the_outcome():
+    h = Harness()
+
+    async def main() -> None:
+        model = h.file("model.pth")  # no time passes: no quiet period for the trigger
+        await h.c.trigger(model)
+        assert h.saved == ["model.pth"]
+        bad = h.file("bad")
+        h.outcomes = [Refused("sidecar bad.eio.yaml is not valid YAML")]
+        with pytest.raises(OSError) as info:
+            await h.c.trigger(bad)
+        assert info.value.errno == errno.EINVAL and bad.state == ERROR
+        assert "not valid YAML" in str(info.value)
+        h.clock.now += 100
+        assert await h.step() == []  # refused: waits for a change
+        down = h.file("down")
+        h.outcomes = [Failed("the store is down")]
+        with pytest.raises(OSError) as info:
+            await h.c.trigger(down)
+        assert info.value.errno == errno.EIO and down.state == PENDING
+        empty = h.ns.create(h.ns.root, "empty", "dir", 0o755, ANDY)
+        with pytest.raises(OSError) as info:
+            await h.c.trigger(empty)
+        assert info.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as info:
+            await h.c.trigger(h.ns.root.children["model.pth"])  # the link
+        assert info.value.errno == errno.EINVAL
+
+    run(main)
+
+
+def test_a_trigger_during_a_commit_waits_for_it():
+    h = Harness()
+    release = trio.Event()
+
+    async def slow_save(top: Item) -> None:
+        await release.wait()
+        h.saved.append(top.name)
+        h.ns.replace_by_link(top, "01m885enepz71bzjbdwt9kmdr2")
+
+    h.c.save = slow_save
+
+    async def main() -> None:
+        model = h.file("model.pth")
+        h.clock.now += 2
+        (top,) = h.c.ready()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(h.c.commit, top)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(h.c.trigger, model)
+            await trio.testing.wait_all_tasks_blocked()
+            assert h.saved == []
+            release.set()
+        assert h.saved == ["model.pth"]  # once
+
+    run(main)
+
+
+def test_the_scheduler_loop_on_trio_virtual_time():
+    """run() itself, on trio's mock clock: virtual seconds, no real sleep."""
+
+    async def main() -> None:
+        h = Harness()
+        h.clock = trio.current_time  # type: ignore[assignment]
+        h.ns.clock = h.c.clock = trio.current_time
+        async with trio.open_nursery() as nursery:
+            await nursery.start(h.c.run)
+            h.file("model.pth")
+            await trio.sleep(1.5)
+            assert h.saved == []
+            await trio.sleep(0.7)
+            assert h.saved == ["model.pth"]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- the operations, on a real lake, without a mount -------------------------------------------
+@pytest.fixture
+def outbox(lake: Lake, tmp_path: Path):
+    settings = SimpleNamespace(spool=str(tmp_path / "spool"), outbox_quiet=2,
+                               outbox_retry=10)
+    box = Outbox(lake, None, settings)  # type: ignore[arg-type]
+    yield box
+    box.close()
+
+
+def test_operations_answer_plain_values(outbox: Outbox, lake: Lake):
+    me = SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), umask=0o022)
+    committed: list[str] = []
+    outbox.on_commit = lambda aid, *a, **k: committed.append(aid)
+
+    async def main() -> None:
+        root = outbox.root.node
+        node, fh = await outbox.create(root, "model.pth", 0o666, os.O_WRONLY, me)
+        assert await outbox.write(fh, 0, b"weights") == 7
+        await outbox.release(fh)
+        a = outbox.attrs(node)
+        assert a is not None and stat.S_ISREG(a.mode) and a.mode & 0o777 == 0o644
+        assert (a.size, a.nlink, a.uid, a.entry_timeout) == (7, 1, me.uid, 0.0)
+        await outbox.setattr(node, Change(mode=0o100600, size=5), me)
+        a = outbox.attrs(node)
+        assert a is not None and a.mode & 0o777 == 0o600 and a.size == 5
+        space = outbox.statfs()
+        assert space.block_size > 0 and 0 <= space.available <= space.blocks
+        await outbox.setxattr(node, "user.eio.commit", b"1", me)
+        link = outbox.lookup(root, "model.pth")
+        assert link is not None and outbox.attrs(node) is None  # a new inode
+        (aid,) = committed
+        la = outbox.attrs(link)
+        assert la is not None and stat.S_ISLNK(la.mode)
+        assert outbox.readlink(link) == f"../artifacts/{aid}"
+        assert la.size == len(outbox.readlink(link))
+        art = lake.get(aid)
+        assert art is not None and art.files["model.pth"].read_bytes() == b"weigh"
+
+    trio.run(main)
