@@ -22,12 +22,13 @@ The places allowed a second attempt of their own, and why:
   (``prefetch``) that failed is asked for again, once, by the read that wants it
   (``_fetch_exact``, with the store's retries). The prefetch was speculative, maybe long
   before the read, and its failure belongs to a moment nobody waited on.
-- ``elliptiofs/outbox/committer.py``, ``Committer._failed`` and the scheduler
-  ``Committer.run``: a commit that failed with a store or catalogue error (after these
-  retries) stays ``pending`` and the whole save is tried again after
-  ``ELLIPTIO_OUTBOX_RETRY`` seconds, the delay doubling up to ``RETRY_MAX``. Its bytes
-  are staged on local disk and its writer is gone: nobody else will try again, and
-  minutes apart, not a request's backoff.
+- ``elliptiofs/outbox/committer.py``, ``Committer._failed`` (the delay) and
+  ``Committer.ready`` (called by the scheduler ``Committer.run``): a commit that failed
+  with a store or catalogue error (after these retries) stays ``pending`` and the whole
+  save is tried again after ``ELLIPTIO_OUTBOX_RETRY`` seconds, the delay doubling up to
+  ``RETRY_MAX`` — or at once when its user triggers it (``Committer.trigger``) or changes
+  the entry. Its bytes are staged on local disk and its writer is gone: nobody else will
+  try again, and minutes apart, not a request's backoff.
 - ``elliptio/indexer.py``, ``lambda_handler``: a read or catalogue write that still fails
   is raised after the rest of the batch is indexed, so that Lambda invokes the handler
   again (upserts are idempotent). The second attempt is Lambda's, not a loop here.
