@@ -7,7 +7,7 @@ automatic lineage.
     eio.search(user="andy", since="10d", files="*.txt", tags="*dataset*")
 """
 
-from .api import Lake, __version__, create_artifact, load, save, search
+from .api import create_artifact, load, save, search
 from .artifact import Artifact, ArtifactFile
 from .config import Settings
 from .errors import (
@@ -22,7 +22,9 @@ from .errors import (
     TransientStorageError,
     UsageError,
 )
+from .lake import Lake
 from .query import Query
+from .version import __version__
 
 __all__ = [
     "Artifact",

@@ -2,7 +2,8 @@
 
 An :class:`Artifact` is a read-only view of one committed artifact: its metadata (a plain
 dict, the content of ``metadata.yaml``), its files, its empty directories and its
-captured logs. It holds the :class:`~elliptio.api.Lake` it came from to reach the bytes.
+captured logs. It holds the :class:`ArtifactSource` it came from (a
+:class:`~elliptio.lake.Lake`) to reach the bytes and its relatives.
 
 The format of ``metadata.yaml`` (``elliptio: 1``), keys in this order::
 
@@ -37,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import yaml
 
@@ -45,7 +46,8 @@ from . import layout
 from .errors import IntegrityError, NotFound, UsageError
 
 if TYPE_CHECKING:
-    from .api import Lake
+    from .query import Query
+    from .store import Store
 
 FORMAT_VERSION = 1
 # libyaml when available: metadata of an artifact with 10,000 files dumps in ms, not seconds
@@ -101,6 +103,18 @@ def stored_dirs(md: Mapping[str, Any], where: str) -> list[str]:
     return list(raw)
 
 
+class ArtifactSource(Protocol):
+    """What an artifact needs of the lake it came from: the store holding its bytes, and
+    lookups of the artifacts it is related to. :class:`~elliptio.lake.Lake` is one."""
+
+    @property
+    def store(self) -> Store: ...
+
+    def get(self, artifact_id: str) -> Artifact | None: ...
+
+    def search(self, query: Query | str | None = None, **kwargs: Any) -> list[Artifact]: ...
+
+
 @dataclass(frozen=True)
 class ArtifactFile:
     """One file of an artifact (or one captured log)."""
@@ -110,7 +124,7 @@ class ArtifactFile:
     size: int
     sha256: str
     object: str  # store key of the bytes (another artifact's when deduplicated)
-    _lake: Lake = field(repr=False, compare=False)
+    _lake: ArtifactSource = field(repr=False, compare=False)
     deduplicated: bool = False  # True when the bytes are another artifact's object
 
     @property
@@ -241,7 +255,7 @@ class Logs:
 class Artifact:
     """A committed, immutable artifact. ``metadata`` is the content of metadata.yaml."""
 
-    def __init__(self, metadata: dict[str, Any], lake: Lake) -> None:
+    def __init__(self, metadata: dict[str, Any], lake: ArtifactSource) -> None:
         self.metadata = metadata
         self._lake = lake
         self.catalogued = True  # False when the save could not update the catalogue

@@ -24,11 +24,13 @@ import click
 import yaml
 
 from . import indexer
-from .api import Lake, __version__, resolve_inputs
 from .artifact import Artifact
 from .config import Settings
 from .errors import ElliptioError, NotFound, UsageError
+from .inputs import resolve_inputs
+from .lake import Lake
 from .query import Query
+from .version import __version__
 
 log = logging.getLogger("elliptio.cli")
 
@@ -227,14 +229,14 @@ def search(ctx: click.Context, query: str, user: str | None, since: str | None,
     """
     lake = _lake(ctx)
     parent = based_on and lake.resolve_id(based_on)
-    info: list[tuple[str, str]] = []
+    conditions: list[tuple[str, str]] = []
     for item in info_items:
         k, sep, v = item.partition("=")
         if not sep:
             raise UsageError(f"--info wants KEY=VALUE, got {item!r}")
-        info.append((k, v))
+        conditions.append((k, v))
     q = Query.from_fields(query, user=user, since=since, until=until, files=files, tags=tags,
-                          type=type_, info=info, text=text, based_on=parent,
+                          type=type_, info=conditions, text=text, based_on=parent,
                           transitive=transitive, limit=limit or None,
                           order="oldest" if oldest else "newest")
     if count_only:

@@ -49,7 +49,7 @@ from .ids import id_time
 from .query import id_floor, parse_time
 
 if TYPE_CHECKING:
-    from .api import Lake
+    from .lake import Lake
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import trio
 
-from elliptio.api import Lake
+from elliptio import Lake
 from elliptio.config import Settings
 from elliptio.errors import CatalogueError, ConfigError, ElliptioError, StorageError
 

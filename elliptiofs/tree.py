@@ -37,8 +37,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from elliptio import layout
-from elliptio.api import Lake
+from elliptio import Lake, layout
 from elliptio.artifact import stored_dirs
 from elliptio.config import USER_RE
 from elliptio.errors import IntegrityError, NotFound

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import elliptio as eio
-from elliptio.api import Entry
 from elliptio.artifact import load_metadata
+from elliptio.inputs import Entry
 
 
 @pytest.fixture

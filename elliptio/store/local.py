@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -220,7 +219,3 @@ class LocalStore(Store):
             raise StorageError(f"store directory {self.root} is not writable")
         return f"local store at {self.root}"
 
-
-def is_special(mode: int) -> bool:
-    """True for FIFOs, sockets and device files (which save refuses)."""
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .app import create_app
 
 if TYPE_CHECKING:
-    from ..api import Lake
+    from ..lake import Lake
 
 __all__ = ["create_app", "serve"]
 

@@ -38,7 +38,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..api import Lake
 from ..errors import (
     CatalogueError,
     ElliptioError,
@@ -48,6 +47,7 @@ from ..errors import (
     StorageError,
     UsageError,
 )
+from ..lake import Lake
 from . import data
 from .graph import layout
 

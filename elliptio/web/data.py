@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..api import Lake
 from ..artifact import Artifact, dump_metadata
 from ..errors import IntegrityError, NotFound, QueryError, UsageError
 from ..ids import ID_RE
+from ..lake import Lake
 from ..layout import parse_key
 from ..query import Query, fields_text
 
