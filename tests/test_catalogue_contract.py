@@ -343,8 +343,12 @@ def test_find_object_ids_with_prefix_distinct(cat):
     assert cat.find_object(same, 4) in (a["files"][0]["object"], b["files"][0]["object"])
     assert cat.find_object(same, 5) is None
     assert cat.find_object("0" * 64, 4) is None
-    assert cat.ids_with_prefix(a["id"][:10], 10) == sorted(ids([a, b, c]))[:10] or \
-        a["id"] in cat.ids_with_prefix(a["id"][:10], 10)
+    for n in (6, 10, 26):  # every id with the prefix, in id order, at most the limit
+        p = a["id"][:n]
+        assert cat.ids_with_prefix(p, 10) == sorted(i for i in ids([a, b, c])
+                                                     if i.startswith(p))
+    p = a["id"][:6]
+    assert cat.ids_with_prefix(p, 2) == sorted(i for i in ids([a, b, c]) if i.startswith(p))[:2]
     assert cat.ids_with_prefix(a["id"]) == [a["id"]]
     assert cat.ids_with_prefix("7zzzz") == []
     assert cat.distinct("user") == ["andy", "andy2", "brenda"]

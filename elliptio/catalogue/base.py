@@ -51,7 +51,7 @@ def index_fields(md: Mapping[str, Any]) -> IndexFields:
     type_ = info.get("type")
     words = [md["id"], md["user"], str(type_ or "")]
     words += list(tags) + [f[0] for f in files]
-    words += [v if not isinstance(v, str) else v for v in _info_texts(info)]
+    words += list(_info_texts(info))
     return IndexFields(
         id=md["id"],
         user=md["user"],
@@ -160,9 +160,10 @@ class Catalogue(abc.ABC):
                  after: str | None = None) -> list[str]:
         """Sorted distinct values of ``user`` or ``tag`` (for the mount's listings)."""
 
+    @abc.abstractmethod
     def check(self) -> str:
-        """Check the catalogue is reachable; return a one-line description."""
-        return self.url
+        """Reach the catalogue once (a wrong URL fails here, not at the first query);
+        return a one-line description, or raise ``CatalogueError``/``ConfigError``."""
 
     def close(self) -> None:
         """Release connections."""
