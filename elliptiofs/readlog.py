@@ -14,6 +14,11 @@ A scope is a string, from :func:`scope_for`:
 - ``pid``: the reading process alone (keyed with its start time and the boot id).
 - ``uid``: everything the user reads, ever (until pruned).
 
+A scope of a process or session that is gone can never be read in or written from again:
+the daemon drops its records an hour after its last read (:func:`keep_pruned`, at start
+and hourly), except those an outbox entry still staged takes its lineage from. ``uid``
+scopes never end.
+
 The log is a small SQLite file in WAL mode at ``Settings.readlog`` (``ELLIPTIO_READLOG``;
 default beside the catalogue in the user data directory), shared by the daemon and
 ``eio``. A record is committed before ``open()`` returns; ``synchronous=NORMAL`` keeps it
@@ -29,13 +34,17 @@ The API the outbox uses::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+
+import trio
 
 from elliptio.errors import ConfigError, ElliptioError
 
@@ -48,6 +57,11 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
 #: (scope, artifact) pairs remembered as written, so repeated opens skip the database
 RECENT = 65536
+#: how often the daemon drops the records of scopes that ended (seconds; also at start)
+PRUNE_EVERY = 3600.0
+#: records younger than this stay even when their scope ended (seconds): another daemon
+#: sharing the read log may have staged entries that still take their lineage from them
+PRUNE_AGE = 3600.0
 
 
 class ReadLogError(ElliptioError):
@@ -98,6 +112,52 @@ def scope_for(pid: int, uid: int, mode: str = "session") -> str:
     # session whose leader has exited keeps "gone" (its members still agree on it).
     start = procinfo.start_time(sid) or "gone"
     return f"session:{procinfo.BOOT}:{sid}:{start}"
+
+
+def scope_ended(scope: str, sessions: set[int] | None) -> bool:
+    """Can no process have *scope* any more? A process or a session leader that is gone
+    (or another boot) does not come back under its start time; a session whose leader
+    has gone ends with its last member (*sessions*: the session ids of every process,
+    None: unknown). ``uid:`` scopes never end, nor does anything this module did not make.
+    """
+    kind, _, rest = scope.partition(":")
+    boot, _, rest = rest.partition(":")
+    pid, _, start = rest.partition(":")
+    if kind not in ("pid", "session") or not pid.isdigit() or not start:
+        return False
+    if boot != procinfo.BOOT:
+        return True
+    if start == "gone":
+        return sessions is not None and int(pid) not in sessions
+    return procinfo.read_start_time(int(pid)) != start
+
+
+async def prune_ended(readlog: ReadLog, in_use: Callable[[], set[str]], *,
+                      age: float = PRUNE_AGE) -> int:
+    """Drop the records of scopes that ended (:func:`scope_ended`) whose last read is
+    more than *age* seconds old, except the scopes in *in_use()* (the outbox's staged
+    entries still take their lineage from them); return how many were dropped."""
+    ended = await trio.to_thread.run_sync(readlog.ended_scopes, age)
+    if not ended:
+        return 0
+    # scope_for may hand out an ended scope from its cache of start times for START_TTL
+    # more; after that no entry can take it up any more
+    await trio.sleep(procinfo.START_TTL)
+    keep = in_use()
+    # no await from in_use() to the delete: nothing is staged in between
+    return readlog.forget_scopes([s for s in ended if s not in keep])
+
+
+async def keep_pruned(readlog: ReadLog, in_use: Callable[[], set[str]], *,
+                      every: float = PRUNE_EVERY, age: float = PRUNE_AGE) -> None:
+    """The daemon's task: :func:`prune_ended` at start and then every *every* seconds."""
+    while True:
+        try:
+            n = await prune_ended(readlog, in_use, age=age)
+            log.debug("read log: dropped %d records of readers that are gone", n)
+        except ReadLogError as exc:
+            log.warning("cannot prune the read log: %s", exc)
+        await trio.sleep(every)
 
 
 # -- the log ---------------------------------------------------------------------------------
@@ -168,6 +228,34 @@ class ReadLog:
         """Every scope with records (for ``eio`` and people)."""
         rows = self._db().execute("SELECT DISTINCT scope FROM reads ORDER BY scope").fetchall()
         return [r[0] for r in rows]
+
+    def ended_scopes(self, older_than: float = 0.0) -> list[str]:
+        """Scopes that ended (:func:`scope_ended`) whose last record is more than
+        *older_than* seconds old."""
+        try:
+            # its own connection, closed here: the daemon calls this from a worker thread
+            # (it reads /proc too), whose connection nothing would close
+            with contextlib.closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)) as db:
+                rows = db.execute(
+                    "SELECT scope FROM reads GROUP BY scope HAVING MAX(first) < ? "
+                    "ORDER BY scope", (time.time() - older_than,)).fetchall()
+        except sqlite3.Error as exc:
+            raise ReadLogError(f"cannot read read log {self.path}: {exc}") from exc
+        live = procinfo.sessions()
+        return [r[0] for r in rows if scope_ended(r[0], live)]
+
+    def forget_scopes(self, scopes: list[str]) -> int:
+        """Drop every record of *scopes*; return how many."""
+        n = 0
+        try:
+            for scope in scopes:
+                n += self._db().execute("DELETE FROM reads WHERE scope = ?",
+                                        (scope,)).rowcount
+        except sqlite3.Error as exc:
+            raise ReadLogError(f"cannot write read log {self.path}: {exc}") from exc
+        with self._lock:
+            self._recent.clear()
+        return n
 
     def prune(self, older_than: float) -> int:
         """Drop records first made more than *older_than* seconds ago; return how many."""

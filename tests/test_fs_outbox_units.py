@@ -1,13 +1,19 @@
 """The outbox's parts without a mount: the namespace (pure), the committer's schedule (a
 fake clock and a fake save: no sleeps), and the operations on a real local lake awaited
-directly, as ops calls them (no pyfuse3 objects). tests/test_fs_outbox.py copies into a
-real mount."""
+directly, as ops calls them (no pyfuse3 objects); the read log's pruning of readers that
+are gone, and one real mount that shows the daemon prunes at start.
+tests/test_fs_outbox.py copies into a real mount."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +24,8 @@ import trio
 import trio.testing
 
 from elliptio import Lake
+from elliptio.ids import new_id
+from elliptiofs import procinfo
 from elliptiofs.outbox import Change, Committer, Failed, Namespace, Outbox, Refused
 from elliptiofs.outbox.committer import RETRY_MAX
 from elliptiofs.outbox.namespace import (
@@ -29,6 +37,7 @@ from elliptiofs.outbox.namespace import (
     STAGING,
     Item,
 )
+from elliptiofs.readlog import ReadLog, prune_ended, scope_ended, scope_for
 
 ANDY = SimpleNamespace(uid=1000, gid=1000, pid=os.getpid(), umask=0o022)
 BRENDA = SimpleNamespace(uid=1001, gid=1001, pid=os.getpid(), umask=0o077)
@@ -459,3 +468,103 @@ def test_operations_answer_plain_values(outbox: Outbox, lake: Lake):
         assert art is not None and art.files["model.pth"].read_bytes() == b"weigh"
 
     trio.run(main)
+
+
+# -- the read log's pruning ---------------------------------------------------------------------
+def ended_process() -> int:
+    """The pid of a child of ours that has exited (and been reaped)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_scope_ended():
+    me, uid = os.getpid(), os.getuid()
+    assert not scope_ended(scope_for(me, uid, "pid"), procinfo.sessions())
+    assert not scope_ended(scope_for(me, uid, "session"), procinfo.sessions())
+    assert not scope_ended(f"session:{procinfo.BOOT}:{os.getsid(me)}:gone",
+                           procinfo.sessions())  # a session whose leader left: we are in it
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        pid_scope = scope_for(child.pid, uid, "pid")
+        session_scope = scope_for(child.pid, uid, "session")
+        assert session_scope.split(":")[2] == str(child.pid)
+        assert not scope_ended(pid_scope, procinfo.sessions())
+        assert not scope_ended(session_scope, procinfo.sessions())
+        assert not scope_ended(f"session:{procinfo.BOOT}:{child.pid}:gone",
+                               procinfo.sessions())
+    finally:
+        child.kill()  # by pid: our child
+        child.wait()
+    assert scope_ended(pid_scope, procinfo.sessions())
+    assert scope_ended(session_scope, procinfo.sessions())
+    assert scope_ended(f"session:{procinfo.BOOT}:{child.pid}:gone", procinfo.sessions())
+    assert not scope_ended(f"session:{procinfo.BOOT}:{child.pid}:gone", None)  # unknown
+    assert scope_ended(f"pid:another:{me}:{procinfo.read_start_time(me)}", set())  # a boot
+    for never in (f"uid:{uid}", "uid:7", "s1", "pid:x", f"pid:{procinfo.BOOT}:{me}:"):
+        assert not scope_ended(never, set())
+
+
+def test_pruning_drops_readers_that_are_gone_and_keeps_what_is_staged(tmp_path):
+    log = ReadLog(str(tmp_path / "r.sqlite"))
+    uid, gone = os.getuid(), ended_process()
+    mine = scope_for(os.getpid(), uid, "session")
+    ended = [f"pid:{procinfo.BOOT}:{gone}:12345", f"session:{procinfo.BOOT}:{gone}:gone",
+             f"session:otherboot:{gone}:1"]
+    staged = f"pid:{procinfo.BOOT}:{gone}:777"  # ended, but a staged entry's writer
+    recent = f"pid:{procinfo.BOOT}:{gone}:999"  # ended a moment ago
+    ids = [new_id() for _ in range(3)]
+    for scope in (*ended, staged, recent, mine, f"uid:{uid}"):
+        log.record(scope, ids[0])
+        log.record(scope, ids[1])
+    with contextlib.closing(sqlite3.connect(log.path)) as db, db:
+        db.execute("UPDATE reads SET first = first - 7200 WHERE scope != ?", (recent,))
+    assert set(log.ended_scopes(3600)) == {*ended, staged}
+    assert set(log.ended_scopes(0)) == {*ended, staged, recent}
+
+    async def main() -> int:
+        return await prune_ended(log, lambda: {staged}, age=3600)
+
+    # trio's mock clock: the wait for cached start times to expire is virtual
+    assert trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == 6
+    assert log.scopes() == sorted([staged, recent, mine, f"uid:{uid}"])
+    assert log.artifacts_for(staged) == ids[:2] and log.artifacts_for(mine) == ids[:2]
+    log.record(ended[0], ids[2])  # what it remembered as written is forgotten too
+    assert log.artifacts_for(ended[0]) == [ids[2]]
+    log.close()
+
+
+@pytest.mark.fuse
+def test_the_daemon_prunes_the_read_log_at_start(lake_env, mount_factory, tmp_path):
+    """A writer's session that ended with an entry still staged keeps its reads across a
+    restart; the records of other readers that are gone are dropped when the daemon
+    starts."""
+    readlog = str(tmp_path / "readlog.sqlite")
+    env = {**lake_env, "ELLIPTIO_READLOG": readlog, "ELLIPTIO_OUTBOX_QUIET": "600"}
+    m = mount_factory(env, name="prune")
+    writer = subprocess.run(
+        [sys.executable, "-c", "import os, sys; from elliptiofs.readlog import scope_for; "
+         "print(scope_for(os.getpid(), os.getuid()));"
+         "open(os.path.join(sys.argv[1], '.staged'), 'w').write('x')",
+         str(m.path / "outbox")], start_new_session=True, capture_output=True, text=True,
+        timeout=60, check=True)
+    writer_scope = writer.stdout.strip()
+    assert writer_scope.startswith("session:")
+    m.unmount()
+    gone = ended_process()
+    pruned = f"session:{procinfo.BOOT}:{gone}:gone"
+    live = scope_for(os.getpid(), os.getuid(), "session")
+    log = ReadLog(readlog)
+    aid = new_id()
+    for scope in (pruned, writer_scope, live):
+        log.record(scope, aid)
+    with contextlib.closing(sqlite3.connect(readlog)) as db, db:
+        db.execute("UPDATE reads SET first = first - 7200")
+    m2 = mount_factory(env, name="prune")
+    assert os.listdir(m2.path / "outbox/.recovered") == [".staged"]
+    deadline = time.monotonic() + 30
+    while log.artifacts_for(pruned):
+        assert time.monotonic() < deadline, "the daemon did not prune the read log"
+        time.sleep(0.1)
+    assert log.artifacts_for(writer_scope) == [aid] and log.artifacts_for(live) == [aid]
+    log.close()
