@@ -24,9 +24,10 @@ import trio
 import trio.testing
 
 from elliptio import Lake
+from elliptio.errors import ConfigError
 from elliptio.ids import new_id
 from elliptiofs import procinfo
-from elliptiofs.outbox import Change, Committer, Failed, Namespace, Outbox, Refused
+from elliptiofs.outbox import Change, Committer, Failed, Journal, Namespace, Outbox, Refused
 from elliptiofs.outbox.committer import RETRY_MAX
 from elliptiofs.outbox.namespace import (
     COMMITTING,
@@ -568,3 +569,37 @@ def test_the_daemon_prunes_the_read_log_at_start(lake_env, mount_factory, tmp_pa
         time.sleep(0.1)
     assert log.artifacts_for(writer_scope) == [aid] and log.artifacts_for(live) == [aid]
     log.close()
+
+
+# -- the journal --------------------------------------------------------------------------------
+def test_the_journal_recovers_entries_once_and_keeps_them_across_restarts(tmp_path, caplog):
+    """What was staged when the daemon stopped comes back under .recovered/, with its
+    metadata and bytes; a second restart leaves it there (it used to move .recovered/
+    into itself: outbox/.recovered/.recovered, a loop for find)."""
+
+    def start() -> tuple[Journal, Namespace]:
+        journal, ns = Journal(tmp_path / "spool"), make_ns()
+        journal.load(ns)
+        return journal, ns
+
+    journal, ns = start()
+    d = ns.create(ns.root, "run", "dir", 0o755, ANDY)
+    f = ns.create(d, "a.txt", "file", 0o644, ANDY)
+    f.xattrs["user.eio.type"], f.scopes = b"data", ["session:x:1:2"]
+    for item in (d, f):
+        journal.persist(item)
+    journal.data_path(f).write_bytes(b"abc")
+    with pytest.raises(ConfigError, match="in use by another"):  # one daemon per spool
+        Journal(tmp_path / "spool")
+    journal.close()
+    for _ in range(2):
+        journal, ns = start()
+        assert names(ns) == [RECOVERED] and names(ns, ns.recovered) == ["run"]
+        run = ns.recovered.children["run"]
+        (a,) = run.children.values()
+        assert run.state == RECOVERED_STATE and "before this entry was committed" in run.error
+        assert (a.size, a.xattrs, a.scopes) == (3, {"user.eio.type": b"data"},
+                                                ["session:x:1:2"])
+        assert journal.data_path(a).read_bytes() == b"abc"
+        journal.close()
+    assert sum("was not committed" in r.getMessage() for r in caplog.records) == 1

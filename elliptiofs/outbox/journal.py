@@ -182,7 +182,7 @@ class Journal:
                 except FileNotFoundError:
                     path.touch(mode=0o600)  # created, never written
         for item in list((ns.root.children or {}).values()):
-            if item.kind == "link":
+            if item.kind == "link" or item is ns.recovered:  # .recovered/ is not an entry
                 continue
             ns.recover(item)
             self.persist(item)
