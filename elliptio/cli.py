@@ -25,7 +25,7 @@ import yaml
 
 from . import indexer
 from .artifact import Artifact
-from .config import Settings
+from .config import DAEMON_KEYS, Settings, read_config
 from .errors import ElliptioError, NotFound, UsageError
 from .inputs import resolve_inputs
 from .lake import Lake
@@ -536,14 +536,21 @@ def web(ctx: click.Context, host: str, port: int, token: str | None, root_path: 
 @json_option
 @click.pass_context
 def config(ctx: click.Context, as_json: bool) -> None:
-    """Print the effective configuration and where each value came from."""
+    """Print the effective configuration and where each value came from; the mount
+    daemon's own settings as given (unset: the daemon's default)."""
     s = Settings.load()
     data = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "source"}
+    daemon, daemon_source = read_config(DAEMON_KEYS)
     if as_json:
-        _echo_json(data)
+        _echo_json({**data, **{k: daemon.get(k) for k in DAEMON_KEYS}})
         return
     for k, v in data.items():
         click.echo(f"{k:16} {v}   ({s.source.get(k, 'default')})")
+    for k in DAEMON_KEYS:
+        if k in daemon:
+            click.echo(f"{k:16} {daemon[k]}   ({daemon_source[k]}; read by elliptiofs)")
+        else:
+            click.echo(f"{k:16} -   (elliptiofs' default)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,10 @@ Precedence: explicit keyword arguments > environment variables > the config file
 takes the same names as the environment, with or without the ``ELLIPTIO_`` prefix and in
 any case (``store:`` or ``ELLIPTIO_STORE:``).
 
+The file is shared with the mount daemon: the keys only the daemon reads
+(:data:`DAEMON_KEYS`) may stand in it too, and the daemon reads them with the same rules
+through :func:`read_config` (``elliptiofs.settings``). A key neither knows is an error.
+
 Credentials are never part of the settings: S3 uses boto3's own chain.
 """
 
@@ -13,16 +17,21 @@ from __future__ import annotations
 import getpass
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from platformdirs import user_cache_dir, user_data_dir
+from platformdirs import user_data_dir
 
 from .errors import ConfigError
 
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}$")
+#: keys of the config file (and ``ELLIPTIO_*`` variables) that only the mount daemon reads
+#: (``elliptiofs.settings.DaemonSettings``): the file may hold them beside the library's
+#: own, and ``eio config`` shows them as given
+DAEMON_KEYS = ("readlog", "spool", "outbox_quiet", "outbox_retry")
 
 
 def default_data_dir() -> Path:
@@ -60,16 +69,6 @@ class Settings:
     # MongoDB names (ELLIPTIO_MONGO_DATABASE / _MONGO_COLLECTION)
     mongo_database: str = "elliptio"
     mongo_collection: str = "artifacts"
-    # where the FUSE daemon records reads (ELLIPTIO_READLOG); eio reads the same file
-    readlog: str = ""
-    # the outbox's spool directory (ELLIPTIO_SPOOL): staged bytes and the outbox journal
-    spool: str = ""
-    #: seconds an outbox entry must be closed and unchanged before it commits
-    #: (ELLIPTIO_OUTBOX_QUIET)
-    outbox_quiet: float = 2.0
-    #: seconds before a failed outbox commit is retried, doubling up to 10 minutes
-    #: (ELLIPTIO_OUTBOX_RETRY)
-    outbox_retry: float = 10.0
     #: SQLite page cache per connection, MiB (ELLIPTIO_SQLITE_CACHE_MB): large for bulk
     #: reindex; the mount daemon uses 16 unless this is set
     sqlite_cache_mb: int = 256
@@ -79,34 +78,8 @@ class Settings:
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {}
-        source: dict[str, str] = {}
-        cfg_path = Path(
-            os.environ.get("ELLIPTIO_CONFIG") or Path.home() / ".config/elliptio/config.yaml"
-        )
-        names = {f.name for f in fields(cls)} - {"source"}
-        if cfg_path.is_file():
-            try:
-                data = yaml.safe_load(cfg_path.read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"cannot read config file {cfg_path}: {exc}") from exc
-            if not isinstance(data, dict):
-                raise ConfigError(f"config file {cfg_path} must be a mapping")
-            for k, v in data.items():
-                name = str(k).lower().removeprefix("elliptio_")
-                if name not in names:
-                    raise ConfigError(f"unknown key {k!r} in config file {cfg_path}")
-                values[name] = v
-                source[name] = str(cfg_path)
-        for name in names:
-            env = os.environ.get("ELLIPTIO_" + name.upper())
-            if env not in (None, ""):
-                values[name] = env
-                source[name] = "ELLIPTIO_" + name.upper()
-        for k, v in overrides.items():
-            if v is not None:
-                values[k] = v
-                source[k] = "argument"
+        names = [f.name for f in fields(cls) if f.name != "source"]
+        values, source = read_config(names, overrides)
         return cls(**cls._coerce(values), source=source).with_defaults()
 
     @staticmethod
@@ -118,15 +91,6 @@ class Settings:
                     out[key] = int(out[key])
                 except (TypeError, ValueError):
                     raise ConfigError(f"{key} must be an integer, got {out[key]!r}") from None
-        for key in ("outbox_quiet", "outbox_retry"):
-            if key in out:
-                try:
-                    out[key] = float(out[key])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{key} must be a number of seconds, got "
-                                      f"{out[key]!r}") from None
-                if not 0 <= out[key] < 86400:
-                    raise ConfigError(f"{key} must be between 0 and 86400 seconds")
         if "allow_unlocked" in out and isinstance(out["allow_unlocked"], str):
             out["allow_unlocked"] = out["allow_unlocked"].lower() in ("1", "true", "yes", "on")
         if "lock_mode" in out:
@@ -144,9 +108,47 @@ class Settings:
         if catalogue.startswith("/"):
             catalogue = "sqlite:///" + catalogue
         user = valid_user(self.user or _login_name())
-        cache = Path(user_cache_dir("elliptio", appauthor=False))
-        readlog = self.readlog or str(data / "readlog.sqlite")
-        spool = self.spool or str(cache / "spool")
-        return replace(
-            self, store=store, catalogue=catalogue, user=user, readlog=readlog, spool=spool
-        )
+        return replace(self, store=store, catalogue=catalogue, user=user)
+
+
+def config_path() -> Path:
+    """The config file: ``ELLIPTIO_CONFIG``, or ``~/.config/elliptio/config.yaml``."""
+    return Path(os.environ.get("ELLIPTIO_CONFIG") or Path.home() / ".config/elliptio/config.yaml")
+
+
+def read_config(names: Iterable[str], overrides: Mapping[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values given for *names* and where each came from (the config file's path,
+    ``ELLIPTIO_<NAME>``, or ``"argument"`` for *overrides*, whose None values are no value),
+    later sources winning; uncoerced, defaults not applied. ``ConfigError`` for a config
+    file that cannot be read, is not a mapping, or holds a key that neither
+    :class:`Settings` nor the daemon (:data:`DAEMON_KEYS`) knows."""
+    wanted = list(names)
+    known = {f.name for f in fields(Settings)} - {"source"} | set(DAEMON_KEYS)
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    cfg_path = config_path()
+    if cfg_path.is_file():
+        try:
+            data = yaml.safe_load(cfg_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {cfg_path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {cfg_path} must be a mapping")
+        for k, v in data.items():
+            name = str(k).lower().removeprefix("elliptio_")
+            if name not in known:
+                raise ConfigError(f"unknown key {k!r} in config file {cfg_path}")
+            if name in wanted:
+                values[name] = v
+                source[name] = str(cfg_path)
+    for name in wanted:
+        env = os.environ.get("ELLIPTIO_" + name.upper())
+        if env not in (None, ""):
+            values[name] = env
+            source[name] = "ELLIPTIO_" + name.upper()
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = v
+            source[k] = "argument"
+    return values, source

@@ -315,7 +315,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
     from .ops import Operations
     from .outbox import Outbox
     from .reader import Reader
-    from .readlog import ReadLog, ReadLogError, keep_pruned
+    from .readlog import ReadLog, ReadLogError
     from .scan import ScanAhead
     from .tree import Tree
     from .workers import Workers
@@ -359,8 +359,6 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         outbox.on_commit, outbox.invalidate = ops.artifact_committed, ops.invalidate_name
         stack.callback(outbox.detach)
         await nursery.start(outbox.run)
-        # records of readers that are gone, but not those a staged entry still needs
-        nursery.start_soon(keep_pruned, readlog, outbox.scopes_in_use)
         log.info("mounted %s on %s (catalogue %s)", settings.store, mountpoint,
                  settings.catalogue)
         if (warning := indexer_warning(mountpoint)) is not None:

@@ -22,7 +22,7 @@ journal is SQLite in WAL mode.
 
 **When a top-level entry commits.** When no handle is open anywhere in it and nothing
 has changed in it (write, create, rename, unlink, truncate, attribute, xattr, close) for
-``Settings.outbox_quiet`` seconds; or at once on ``setfattr -n user.eio.commit -v 1``
+``DaemonSettings.outbox_quiet`` seconds; or at once on ``setfattr -n user.eio.commit -v 1``
 (which then waits for the commit and reports its failure as the call's error). Never
 automatically: names starting with ``.`` (rsync's and editors' temporaries), sidecars,
 directories that hold no file, entries under ``.recovered/``, and entries whose writer

@@ -23,11 +23,11 @@ from typing import Any
 import trio
 
 from elliptio import Lake
-from elliptio.config import Settings
 from elliptio.errors import ElliptioError, UsageError
 
 from ..procinfo import command_line, killed_by
 from ..readlog import ReadLog, scope_for
+from ..settings import DaemonSettings
 from ..tree import Entry, Node
 from .committer import Committer
 from .journal import Journal
@@ -98,7 +98,7 @@ class Handle:
 class Outbox:
     """The staging area behind ``outbox/`` (see the package docstring)."""
 
-    def __init__(self, lake: Lake, readlog: ReadLog | None, settings: Settings, *,
+    def __init__(self, lake: Lake, readlog: ReadLog | None, settings: DaemonSettings, *,
                  scope: str = "session") -> None:
         self.lake = lake
         self.readlog = readlog
