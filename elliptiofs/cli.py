@@ -33,9 +33,9 @@ from pathlib import Path
 
 import trio
 
-from elliptio import Lake
-from elliptio.config import Settings
-from elliptio.errors import CatalogueError, ConfigError, ElliptioError, StorageError
+from elliptio import CatalogueError, ConfigError, ElliptioError, Lake, Settings, StorageError
+
+from .settings import DaemonSettings
 
 log = logging.getLogger("elliptiofs")
 
@@ -306,8 +306,8 @@ async def _watch_signals(terminate: Callable[[], None]) -> None:
             return
 
 
-async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
-                ready: Callable[[], None]) -> None:
+async def serve(args: argparse.Namespace, settings: Settings, daemon: DaemonSettings,
+                mountpoint: str, ready: Callable[[], None]) -> None:
     """Mount, serve until unmounted or signalled, unmount. Raises StartError before the
     mount is up; afterwards only bugs escape."""
     import pyfuse3
@@ -315,7 +315,7 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
     from .ops import Operations
     from .outbox import Outbox
     from .reader import Reader
-    from .readlog import ReadLog, ReadLogError
+    from .readlog import ReadLog, ReadLogError, keep_pruned
     from .scan import ScanAhead
     from .tree import Tree
     from .workers import Workers
@@ -325,12 +325,12 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         stack.callback(lake.close)
         await trio.to_thread.run_sync(check_lake, lake)
         try:
-            readlog = ReadLog(settings.readlog)
+            readlog = ReadLog(daemon.readlog)
         except ReadLogError as exc:
             raise StartError(str(exc), EXIT_CONFIG) from None
         stack.callback(readlog.close)
         # the spool is locked and its journal read (crash recovery) before mounting
-        outbox = Outbox(lake, readlog, settings, scope=args.scope)
+        outbox = Outbox(lake, readlog, daemon, scope=args.scope)
         stack.callback(outbox.close)  # after the nursery: a commit under way finishes
         reader = Reader(lake.store, budget=args.cache_mb << 20)
         stack.callback(reader.close)  # after the nursery: nothing reads any more
@@ -359,6 +359,8 @@ async def serve(args: argparse.Namespace, settings: Settings, mountpoint: str,
         outbox.on_commit, outbox.invalidate = ops.artifact_committed, ops.invalidate_name
         stack.callback(outbox.detach)
         await nursery.start(outbox.run)
+        # records of readers that are gone, but not those a staged entry still needs
+        nursery.start_soon(keep_pruned, readlog, outbox.scopes_in_use)
         log.info("mounted %s on %s (catalogue %s)", settings.store, mountpoint,
                  settings.catalogue)
         if (warning := indexer_warning(mountpoint)) is not None:
@@ -394,8 +396,9 @@ def _run(args: argparse.Namespace, ready: Callable[[], None]) -> int:
         settings = Settings.load()
         if "sqlite_cache_mb" not in settings.source:
             settings = dataclasses.replace(settings, sqlite_cache_mb=DAEMON_SQLITE_CACHE_MB)
+        daemon = DaemonSettings.load()
         mountpoint = check_mountpoint(args.mountpoint)
-        trio.run(serve, args, settings, mountpoint, ready)
+        trio.run(serve, args, settings, daemon, mountpoint, ready)
     except ConfigError as exc:
         raise StartError(str(exc), EXIT_CONFIG) from None
     except (StorageError, CatalogueError) as exc:  # only before the mount is up
@@ -410,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         check_fuse_device()
         check_mountpoint(args.mountpoint)
         Settings.load()
+        DaemonSettings.load()
     except StartError as exc:
         print(f"elliptiofs: {exc}", file=sys.stderr)
         return exc.code
