@@ -2,8 +2,8 @@
 
 :func:`make_metadata` builds the dict ``Lake.save_entries`` writes to ``metadata.yaml``
 (same keys, same nesting). :func:`reference_find` answers a Query over a list of such dicts
-straight from the semantics in ``elliptio/query.py``'s docstring, with SQLite's own GLOB
-operator as the glob oracle — it shares no code with either compiler.
+straight from the semantics in the docstring of ``elliptio/query/__init__.py``, with
+SQLite's own GLOB operator as the glob oracle — it shares no code with either compiler.
 """
 
 from __future__ import annotations
