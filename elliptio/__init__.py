@@ -5,6 +5,23 @@ automatic lineage.
     a = eio.save(["train.txt", "test.txt"], info={"type": "dataset_list"})
     b = eio.load(a.id)
     eio.search(user="andy", since="10d", files="*.txt", tags="*dataset*")
+
+Beside the names below (``__all__``), these modules are public for programs built on the
+library, the ``elliptiofs`` daemon among them (tests/test_t1_structure.py holds it to
+them); what each defines is for use as its docstring says. The other modules (the lake's,
+the catalogues, the store implementations, the indexer, the CLI, the web page) are the
+library's own: such programs reach them through these names only.
+
+    elliptio.artifact    the metadata.yaml format (load_metadata, stored_dirs)
+    elliptio.config      the settings and the config file (valid_user, read_config)
+    elliptio.errors      the exception tree
+    elliptio.ids         artifact ids
+    elliptio.inputs      files to save as checked entries (Entry, resolve_inputs)
+    elliptio.layout      the store layout (parse_key) and the rules for names in it
+    elliptio.provenance  what a save records of its program (redact_argv)
+    elliptio.query       the query model, its text form, its compilers
+    elliptio.store       the Store interface and open_store
+    elliptio.validate    the checks of info, tags and based_on ids
 """
 
 from .api import create_artifact, load, save, search
