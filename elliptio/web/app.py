@@ -48,7 +48,7 @@ from ..errors import (
     UsageError,
 )
 from ..lake import Lake
-from . import data
+from . import data, search
 from .graph import layout
 
 log = logging.getLogger(__name__)
@@ -230,10 +230,10 @@ def _lake(request: Request) -> Lake:
     return request.app.state.lake
 
 
-def _search(request: Request) -> tuple[data.SearchForm, data.SearchResult | None, str | None]:
-    form = data.SearchForm.from_params(request.query_params)
+def _search(request: Request) -> tuple[search.SearchForm, search.SearchResult | None, str | None]:
+    form = search.SearchForm.from_params(request.query_params)
     try:
-        return form, data.search(_lake(request), form), None
+        return form, search.search(_lake(request), form), None
     except QueryError as exc:
         return form, None, str(exc)
 
@@ -241,7 +241,7 @@ def _search(request: Request) -> tuple[data.SearchForm, data.SearchResult | None
 def search_page(request: Request) -> Response:
     form, result, error = _search(request)
     return render(request, "search.html", {"form": form, "result": result, "error": error,
-                                           "page_size": data.PAGE_SIZE},
+                                           "page_size": search.PAGE_SIZE},
                   status_code=400 if error else 200)
 
 
@@ -448,9 +448,9 @@ def lineage_page(request: Request) -> Response:
     for n in g.nodes.values():
         by_layer.setdefault(n.layer, []).append(n)
     return render(request, "lineage.html", {
-        "a": data.summary(a.metadata), "g": g, "drawing": layout(g), "depth": depth,
+        "a": search.summary(a.metadata), "g": g, "drawing": layout(g), "depth": depth,
         "direction": direction, "max_depth": data.MAX_DEPTH,
-        "layers": sorted(by_layer.items()), "summary": data.summary})
+        "layers": sorted(by_layer.items()), "summary": search.summary})
 
 
 def lineage_api(request: Request) -> Response:

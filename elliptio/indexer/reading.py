@@ -1,0 +1,84 @@
+"""What the indexer reads of the store: the ``metadata.yaml`` keys (all, or those of
+recent days), each parsed and checked to lie where its metadata says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .. import layout
+from ..artifact import load_metadata
+from ..errors import IntegrityError
+from ..query import id_floor, parse_time
+
+if TYPE_CHECKING:
+    from ..lake import Lake
+
+#: artifacts upserted per catalogue round trip
+BATCH = 500
+#: metadata.yaml objects read at once (S3 GETs are latency-bound, not bandwidth-bound)
+READERS = 16
+#: with ``since`` older than this many days, one full listing beats a listing per day
+MAX_DAY_LISTINGS = 3660
+
+
+
+def id_of_metadata_key(key: str) -> str | None:
+    """The artifact id in ``YYYY/MM/DD/<user>/<id>/.eio/metadata.yaml``, or None when the
+    key is not an artifact's metadata in the store layout (:func:`~elliptio.layout.parse_key`)."""
+    k = layout.parse_key(key)
+    return k.id if k is not None and k.is_metadata else None
+
+
+def read_metadata(lake: Lake, key: str) -> dict[str, Any]:
+    """Parse the metadata.yaml under *key* and check it belongs where it lies (its id and
+    prefix match the key). ``IntegrityError`` if not."""
+    md = load_metadata(lake.store.read_bytes(key), key)
+    k = layout.parse_key(key)
+    if k is None or not k.is_metadata or md["id"] != k.id or md["prefix"] != k.prefix:
+        raise IntegrityError(
+            f"{key}: metadata of {md['id']!r} (prefix {md['prefix']!r}) is not where it "
+            "belongs; was it copied by hand?")
+    return md
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """*items* in lists of *size* (the last one shorter)."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _since_time(since: Any) -> datetime:
+    if isinstance(since, str) and len(since) == 10 and since[4] == "/" and since[7] == "/":
+        since = since.replace("/", "-")  # the store layout's own day form, YYYY/MM/DD
+    return parse_time(since, "since")
+
+
+def metadata_keys(lake: Lake, since: Any = None) -> Iterator[str]:
+    """Every metadata.yaml key of the store, or those of artifacts created at or after
+    *since* (a time ``parse_time`` reads, or a day ``YYYY/MM/DD``): then only the day
+    prefixes from that day to tomorrow are listed, not the whole store."""
+    if since is None:
+        yield from lake.store.list_metadata("")
+        return
+    start = _since_time(since)
+    floor = id_floor(start)
+    last = datetime.now(UTC) + timedelta(days=1)  # tolerate a little clock skew
+    days = (last.date() - start.date()).days
+    if days > MAX_DAY_LISTINGS:
+        listings: Iterable[Iterator[str]] = [lake.store.list_metadata("")]
+    else:
+        listings = (lake.store.list_metadata(f"{start.date() + timedelta(days=d):%Y/%m/%d}/")
+                    for d in range(days + 1))
+    for listing in listings:
+        for key in listing:
+            aid = id_of_metadata_key(key)
+            if aid is None or aid >= floor:
+                yield key
