@@ -259,7 +259,7 @@ class _LRU(OrderedDict[str, Any]):
 
 # -- the tree ---------------------------------------------------------------------------------
 class Tree:
-    """The mount's namespace over one :class:`~elliptio.api.Lake`."""
+    """The mount's namespace over one :class:`~elliptio.Lake`."""
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake

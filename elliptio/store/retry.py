@@ -29,7 +29,7 @@ The places allowed a second attempt of their own, and why:
   ``RETRY_MAX`` — or at once when its user triggers it (``Committer.trigger``) or changes
   the entry. Its bytes are staged on local disk and its writer is gone: nobody else will
   try again, and minutes apart, not a request's backoff.
-- ``elliptio/indexer.py``, ``lambda_handler``: a read or catalogue write that still fails
+- ``elliptio/indexer/events.py``, ``lambda_handler``: a read or catalogue write that still fails
   is raised after the rest of the batch is indexed, so that Lambda invokes the handler
   again (upserts are idempotent). The second attempt is Lambda's, not a loop here.
 """

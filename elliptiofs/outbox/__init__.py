@@ -1,6 +1,6 @@
 """The outbox: files and directories written into ``outbox/`` are staged on local disk and
 committed as one artifact each, through the library's one save path
-(:meth:`elliptio.api.Lake.save_entries`). A directory's empty sub-directories are saved
+(:meth:`elliptio.Lake.save_entries`). A directory's empty sub-directories are saved
 too (the metadata's ``dirs``); a directory holding no file at all is not committed.
 
 Shape (DESIGN.md §5)::

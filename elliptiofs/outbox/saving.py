@@ -1,5 +1,5 @@
 """What a commit does: save a staged entry through the library's one save path
-(:meth:`elliptio.api.Lake.save_entries`, in a worker thread), with the metadata, lineage
+(:meth:`elliptio.Lake.save_entries`, in a worker thread), with the metadata, lineage
 and provenance it gets, then replace it in the namespace and the journal by a link to the
 new artifact, in one journal transaction, and drop its staged bytes.
 """
