@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import ConfigError, StorageError
 from .errors import call, error_code
-
-if TYPE_CHECKING:
-    from .store import S3Store
+from .shared import S3Parts
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 
@@ -35,7 +33,7 @@ class ObjectLock:
         self._locked: bool | None = None  # learnt from the bucket on first write
         self._learn = threading.Lock()
 
-    def write_args(self, store: S3Store) -> dict[str, Any]:
+    def write_args(self, store: S3Parts) -> dict[str, Any]:
         """The retention arguments of a ``PutObject``/``CreateMultipartUpload``;
         ``StorageError`` for an unlocked bucket unless unlocked writes are allowed."""
         if self._locked is None:
@@ -52,7 +50,7 @@ class ObjectLock:
         until = datetime.now(UTC) + timedelta(days=self.days)
         return {"ObjectLockMode": self.mode, "ObjectLockRetainUntilDate": until}
 
-    def check(self, store: S3Store) -> str:
+    def check(self, store: S3Parts) -> str:
         """Ask the bucket again; one line saying what it has, or ``StorageError``."""
         locked = self._locked = bucket_locked(store)
         if not locked and not self.allow_unlocked:
@@ -66,7 +64,7 @@ class ObjectLock:
         return f"S3 store {store.url}, {state}"
 
 
-def bucket_locked(store: S3Store) -> bool:
+def bucket_locked(store: S3Parts) -> bool:
     """Whether the store's bucket has Object Lock enabled."""
     from botocore.exceptions import ClientError
 
@@ -83,7 +81,7 @@ def bucket_locked(store: S3Store) -> bool:
     return call(f"s3://{store.bucket}: Object Lock configuration", get)
 
 
-def init(store: S3Store) -> str:
+def init(store: S3Parts) -> str:
     """Create the bucket with Object Lock if it does not exist, then check it."""
     from botocore.exceptions import ClientError
 

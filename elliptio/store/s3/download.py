@@ -13,22 +13,20 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import StorageError
 from ..base import Digest, Progress
 from ..files import download_temporary
 from . import pool
 from .errors import ShortRead, call
-
-if TYPE_CHECKING:
-    from .store import S3Store
+from .shared import S3Parts
 
 RANGE_SIZE = 32 << 20
 DOWNLOAD_STREAMS = 4
 
 
-def download(store: S3Store, key: str, dest: str, progress: Progress = None) -> Digest:
+def download(store: S3Parts, key: str, dest: str, progress: Progress = None) -> Digest:
     """Copy *key* to *dest* (replaced whole or not at all); the sha256 of what was written."""
     size = store.size(key)
     tmp = download_temporary(dest)
@@ -70,7 +68,7 @@ def download(store: S3Store, key: str, dest: str, progress: Progress = None) -> 
     return Digest(h.hexdigest(), size)
 
 
-def _fetch_into(store: S3Store, key: str, fd: int, offset: int, length: int,
+def _fetch_into(store: S3Parts, key: str, fd: int, offset: int, length: int,
                 progress: Progress, want_hash: bool = False) -> Any:
     """One ranged GET of [offset, offset+length) streamed into *fd* at its offset,
     retried whole (the bytes are simply written again); returns the sha256 object of

@@ -6,17 +6,15 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..base import artifact_dirs_of
 from .errors import call
 from .keys import list_prefix
-
-if TYPE_CHECKING:
-    from .store import S3Store
+from .shared import S3Parts
 
 
-def keys(store: S3Store, prefix: str = "") -> Iterator[str]:
+def keys(store: S3Parts, prefix: str = "") -> Iterator[str]:
     """Every committed store key under *prefix*, page by page."""
     kwargs: dict[str, Any] = {"Bucket": store.bucket,
                               "Prefix": list_prefix(store.prefix, prefix)}
@@ -30,7 +28,7 @@ def keys(store: S3Store, prefix: str = "") -> Iterator[str]:
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
 
-def uploads(store: S3Store, prefix: str) -> Iterator[tuple[str, str]]:
+def uploads(store: S3Parts, prefix: str) -> Iterator[tuple[str, str]]:
     """(S3 key, upload id) of every incomplete multipart upload under *prefix*."""
     kwargs: dict[str, Any] = {"Bucket": store.bucket,
                               "Prefix": list_prefix(store.prefix, prefix)}
@@ -45,7 +43,7 @@ def uploads(store: S3Store, prefix: str) -> Iterator[tuple[str, str]]:
         kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
 
 
-def artifact_dirs(store: S3Store, prefix: str = "") -> Iterator[str]:
+def artifact_dirs(store: S3Parts, prefix: str = "") -> Iterator[str]:
     """The artifact directories of the committed keys and of the incomplete uploads (a
     save killed mid-multipart leaves only the latter)."""
     pending = (store._unkey(k) for k, _ in uploads(store, prefix))

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import ElliptioError, Immutable
 from .errors import call
 from .listing import uploads
+from .shared import S3Parts
 from .upload import abort
-
-if TYPE_CHECKING:
-    from .store import S3Store
 
 log = logging.getLogger(__name__)
 
 
-def remove_orphan(store: S3Store, prefix: str) -> int:
+def remove_orphan(store: S3Parts, prefix: str) -> int:
     """Remove the orphan under *prefix*; the number of uploads and objects removed."""
     base = prefix.rstrip("/")
     full = store._key(base) + "/"  # validates first: never the whole store
@@ -53,6 +51,6 @@ def remove_orphan(store: S3Store, prefix: str) -> int:
         kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
 
 
-def _delete_version(store: S3Store, s3key: str, version: str) -> None:
+def _delete_version(store: S3Parts, s3key: str, version: str) -> None:
     call(f"delete orphan {s3key}", lambda: store.client.delete_object(
         Bucket=store.bucket, Key=s3key, VersionId=version, BypassGovernanceRetention=True))

@@ -11,25 +11,23 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ShortRead, call, error_code
 from .fastpath import Fallback
-
-if TYPE_CHECKING:
-    from .store import S3Store
+from .shared import S3Parts
 
 log = logging.getLogger(__name__)
 
 
-def size(store: S3Store, key: str) -> int:
+def size(store: S3Parts, key: str) -> int:
     """The size of *key* (a HEAD request); ``NotFound`` if it is missing."""
     s3key = store._key(key)
     head = call(key, lambda: store.client.head_object(Bucket=store.bucket, Key=s3key))
     return int(head["ContentLength"])
 
 
-def read_range(store: S3Store, key: str, offset: int, length: int) -> bytes:
+def read_range(store: S3Parts, key: str, offset: int, length: int) -> bytes:
     """Up to *length* bytes of *key* from *offset* (fewer only at the end)."""
     if length <= 0:
         return b""
@@ -42,7 +40,7 @@ def read_range(store: S3Store, key: str, offset: int, length: int) -> bytes:
     return get(store, key, f"bytes={offset}-{offset + length - 1}", length)
 
 
-def get(store: S3Store, key: str, byte_range: str | None = None,
+def get(store: S3Parts, key: str, byte_range: str | None = None,
         most: int | None = None) -> bytes:
     """One GET (of *byte_range*, at most *most* bytes), the whole body read, retried
     whole when the body ends early. A range starting past the end gives ``b""``."""
@@ -75,7 +73,7 @@ def get(store: S3Store, key: str, byte_range: str | None = None,
 class RangeReader(io.RawIOBase):
     """A seekable raw reader over one object, one ranged GET per read."""
 
-    def __init__(self, store: S3Store, key: str, size: int) -> None:
+    def __init__(self, store: S3Parts, key: str, size: int) -> None:
         self._store, self._key, self._size, self._pos = store, key, size, 0
 
     def readable(self) -> bool:
@@ -105,6 +103,6 @@ class RangeReader(io.RawIOBase):
         return len(data)
 
 
-def open_object(store: S3Store, key: str) -> io.BufferedReader:
+def open_object(store: S3Parts, key: str) -> io.BufferedReader:
     """A buffered, seekable reader over *key* (4 MiB per ranged GET)."""
     return io.BufferedReader(RangeReader(store, key, store.size(key)), buffer_size=4 << 20)

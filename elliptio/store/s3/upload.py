@@ -25,15 +25,13 @@ import hashlib
 import logging
 import os
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...errors import ElliptioError, Immutable, IntegrityError, NotFound, StorageError
 from ..base import Digest, Progress, Staged
 from . import pool
 from .errors import call
-
-if TYPE_CHECKING:
-    from .store import S3Store
+from .shared import S3Parts
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ def _b64(digest: bytes) -> str:
 class S3Staged(Staged):
     """A hashed source file not yet uploaded (large) or held in memory (small)."""
 
-    def __init__(self, store: S3Store, key: str, source: str, digest: Digest,
+    def __init__(self, store: S3Parts, key: str, source: str, digest: Digest,
                  data: bytes | None, fingerprint: Fingerprint, progress: Progress) -> None:
         self.store, self.key, self.source, self.digest = store, key, source, digest
         self._progress = progress  # uploads report to the callback given to stage()
@@ -82,7 +80,7 @@ class S3Staged(Staged):
         self._data = None
 
 
-def stage(store: S3Store, key: str, source: str, progress: Progress = None) -> S3Staged:
+def stage(store: S3Parts, key: str, source: str, progress: Progress = None) -> S3Staged:
     """Read *source* once: into memory while hashing (small), or only hashing (large)."""
     store._key(key)  # validate before reading anything
     try:
@@ -106,11 +104,11 @@ def stage(store: S3Store, key: str, source: str, progress: Progress = None) -> S
                     progress)
 
 
-def put_bytes(store: S3Store, key: str, data: bytes) -> None:
+def put_bytes(store: S3Parts, key: str, data: bytes) -> None:
     put(store, key, data, _b64(hashlib.sha256(data).digest()))
 
 
-def put(store: S3Store, key: str, data: bytes, sha_b64: str) -> None:
+def put(store: S3Parts, key: str, data: bytes, sha_b64: str) -> None:
     """One locked PUT of *data*, refused if *key* exists, checked against *sha_b64*."""
     s3key = store._key(key)
     args = store.lock.write_args(store)
@@ -122,7 +120,7 @@ def put(store: S3Store, key: str, data: bytes, sha_b64: str) -> None:
     call(key, send)
 
 
-def multipart(store: S3Store, key: str, source: str, size: int, fingerprint: Fingerprint,
+def multipart(store: S3Parts, key: str, source: str, size: int, fingerprint: Fingerprint,
               progress: Progress) -> None:
     """Upload *source* to *key* in parts; aborted unless it completes."""
     s3key = store._key(key)
@@ -169,7 +167,7 @@ def multipart(store: S3Store, key: str, source: str, size: int, fingerprint: Fin
                             "--remove-orphans` will", s3key, exc)
 
 
-def abort(store: S3Store, s3key: str, upload_id: str) -> None:
+def abort(store: S3Parts, s3key: str, upload_id: str) -> None:
     """Abort an incomplete multipart upload (an :mod:`elliptio.errors` exception if it
     stays)."""
     try:
