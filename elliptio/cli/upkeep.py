@@ -1,0 +1,132 @@
+"""Commands on the lake as a whole: reindex, fsck, init, web, config."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import click
+
+from .. import indexer
+from ..config import DAEMON_KEYS, Settings, read_config
+from ..errors import UsageError
+from .output import echo_json, json_option, lake_of
+
+
+@click.command()
+@click.option("--since", help="Only artifacts created on or after this day (or 10d, ...).")
+@click.option("--to", "to_url", metavar="URL",
+              help="Fill this catalogue instead (e.g. mongodb://host/: the move to MongoDB).")
+@click.option("--full", is_flag=True,
+              help="Re-read and re-upsert artifacts already catalogued too.")
+@json_option
+@click.pass_context
+def reindex(ctx: click.Context, since: str | None, to_url: str | None, full: bool,
+            as_json: bool) -> None:
+    """Rebuild or refresh the catalogue from the store (idempotent, resumable)."""
+    lake = lake_of(ctx)
+    count = [0]
+    tty = sys.stderr.isatty()
+
+    def progress(n: int) -> None:
+        count[0] += n
+        if tty and count[0] % 100 == 0:
+            sys.stderr.write(f"\rreindexed {count[0]} artifact(s)")
+            sys.stderr.flush()
+
+    if to_url:
+        report = indexer.migrate(lake, to_url, since=since, progress=progress, full=full)
+    else:
+        report = indexer.reindex(lake, since=since, progress=progress, full=full)
+    if tty and count[0] >= 100:
+        sys.stderr.write("\n")
+    if as_json:
+        echo_json(dataclasses.asdict(report))
+        return
+    click.echo(f"reindexed {report.indexed} of {report.scanned} artifact(s) from "
+               f"{lake.store.url} into {report.catalogue}"
+               + (f" ({report.skipped} already there)" if report.skipped else ""))
+    for key, why in report.malformed:
+        click.echo(f"  skipped {key}: {why}", err=True)
+    if report.malformed:
+        ctx.exit(1)
+
+
+@click.command()
+@click.option("--verify", is_flag=True, help="Re-read every object and check its sha256.")
+@click.option("--remove-orphans", is_flag=True,
+              help="Remove what interrupted saves left (never a committed artifact).")
+@click.option("--orphan-min-age", type=click.FloatRange(0), default=0.0, show_default=True,
+              metavar="SECONDS", help="Only treat artifact directories older than this as "
+              "orphans (a save in progress looks like one until it commits).")
+@json_option
+@click.pass_context
+def fsck(ctx: click.Context, verify: bool, remove_orphans: bool, orphan_min_age: float,
+         as_json: bool) -> None:
+    """Compare store and catalogue: orphans, missing rows, size/sha256 mismatches."""
+    lake = lake_of(ctx)
+    report = indexer.fsck(lake, verify=verify, remove_orphans=remove_orphans,
+                          orphan_min_age=orphan_min_age)
+    data = dataclasses.asdict(report)
+    if as_json:
+        echo_json({**data, "clean": report.clean})
+    else:
+        click.echo(f"checked {report.checked} artifact(s)")
+        for field, values in data.items():
+            if isinstance(values, list) and values:
+                click.echo(f"{field.replace('_', ' ')} ({len(values)}):")
+                for v in values[:50]:
+                    click.echo(f"  {v}")
+                if len(values) > 50:
+                    click.echo(f"  ... and {len(values) - 50} more")
+        click.echo("clean" if report.clean else "problems found")
+    if not report.clean:
+        ctx.exit(1)
+
+
+@click.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create (or check) the configured store and catalogue."""
+    lake = lake_of(ctx)
+    click.echo(f"store: {lake.store.init()}")
+    click.echo(f"catalogue: {lake.catalogue.check()}")
+    click.echo(f"user: {lake.settings.user}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (loopback by default; see docs/web.md for a shared host).")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--token", envvar="ELLIPTIO_WEB_TOKEN", help="Require this access token.")
+@click.option("--root-path", default="", help="Path prefix when behind a reverse proxy.")
+@click.pass_context
+def web(ctx: click.Context, host: str, port: int, token: str | None, root_path: str) -> None:
+    """Serve the catalogue web page and its JSON API."""
+    try:
+        from .. import web as web_mod
+    except ImportError as exc:
+        raise UsageError(f"the web page needs the 'web' extra: pip install 'elliptio[web]' "
+                         f"({exc})") from None
+    web_mod.serve(lake_of(ctx), host=host, port=port, token=token, root_path=root_path)
+
+
+@click.command()
+@json_option
+@click.pass_context
+def config(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective configuration and where each value came from; the mount
+    daemon's own settings as given (unset: the daemon's default)."""
+    s = Settings.load()
+    data = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "source"}
+    daemon, daemon_source = read_config(DAEMON_KEYS)
+    if as_json:
+        echo_json({**data, **{k: daemon.get(k) for k in DAEMON_KEYS}})
+        return
+    for k, v in data.items():
+        click.echo(f"{k:16} {v}   ({s.source.get(k, 'default')})")
+    for k in DAEMON_KEYS:
+        if k in daemon:
+            click.echo(f"{k:16} {daemon[k]}   ({daemon_source[k]}; read by elliptiofs)")
+        else:
+            click.echo(f"{k:16} -   (elliptiofs' default)")
