@@ -1,6 +1,7 @@
 """The shape of the code, read from the source (no import, no lake): no import circle among
-elliptio's modules, and elliptiofs reaching elliptio only through the names elliptio
-exports (its ``__all__`` and the public modules its docstring lists)."""
+elliptio's modules, none of them over 400 lines, and elliptiofs reaching elliptio only
+through the names elliptio exports (its ``__all__`` and the public modules its docstring
+lists)."""
 
 from __future__ import annotations
 
@@ -101,6 +102,12 @@ def test_no_import_circle_among_elliptios_modules():
     graph = import_graph("elliptio")
     assert "elliptio.lake" in graph["elliptio.api"]  # the graph sees what it should
     assert circles(graph) == []
+
+
+def test_no_elliptio_module_over_400_lines():
+    long = {name: n for name, path in modules("elliptio").items()
+            if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}
 
 
 def public_modules() -> set[str]:
