@@ -9,7 +9,7 @@ threads: every answer comes from memory on the trio thread. What it takes for a 
 is what pyfuse3 and the kernel's FUSE path take for it, the least any pyfuse3 daemon can
 take::
 
-    by-user/bench/<id>  -> ../../artifacts/<id>    (symlinks, as DESIGN.md wants them)
+    by-user/bench/<id>  -> ../../artifacts/<id>    (symlinks, as in docs/mount.md, "Layout")
     artifacts/<id>/f.bin                           (4 KiB each)
     artifacts/big/big.bin                          (--big-size bytes)
 

@@ -1,7 +1,7 @@
 """The virtual tree of the mount as plain Python: path -> node, listings, inode table.
 
 Nothing here imports pyfuse3; :mod:`elliptiofs.ops` translates FUSE calls into calls on
-:class:`Tree` and :class:`Inodes`. The layout (DESIGN.md §5)::
+:class:`Tree` and :class:`Inodes`. The layout (docs/mount.md, "Layout")::
 
     artifacts/<id>/...            the artifact: user files, .eio/metadata.yaml, .eio/logs/
     by-user/<user>/<id>           symlink -> ../../artifacts/<id>

@@ -1,4 +1,4 @@
-"""The user stories of DESIGN.md §1, run on whatever lake the environment configures.
+"""The user stories of the README, run on whatever lake the environment configures.
 
 Andy saves a dataset list, Brenda finds it, loads it and saves a model based on it,
 Charlie evaluates the model; then lineage is followed from Andy's artifact.

@@ -3,7 +3,7 @@ committed as one artifact each, through the library's one save path
 (:meth:`elliptio.Lake.save_entries`). A directory's empty sub-directories are saved
 too (the metadata's ``dirs``); a directory holding no file at all is not committed.
 
-Shape (DESIGN.md §5)::
+Shape (docs/mount.md, "The outbox"; the states: docs/design.md §10)::
 
     outbox/model.pth              a staged file: one artifact with that one file
     outbox/model.pth.eio.yaml     its sidecar (metadata; consumed by the commit)
