@@ -71,7 +71,7 @@ def parse_key(key: str) -> StoreKey | None:
     if len(parts) < 5 or any(p in ("", ".", "..") for p in parts):
         return None
     day = "/".join(parts[:3])
-    if not _DAY.match(day) or not ID_RE.match(parts[4]):
+    if not _DAY.fullmatch(day) or not ID_RE.fullmatch(parts[4]):
         return None
     return StoreKey(day, parts[3], parts[4], "/".join(parts[5:]))
 
