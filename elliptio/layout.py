@@ -1,4 +1,4 @@
-"""The fixed store layout (DESIGN.md §3) and validation of user file names.
+"""The fixed store layout and validation of user file names (docs/design.md §4 sums it up).
 
     <root>/YYYY/MM/DD/<user>/<id>/<user files>
     <root>/YYYY/MM/DD/<user>/<id>/.eio/metadata.yaml    written last: the commit point
