@@ -3,7 +3,7 @@
 ``ELLIPTIO_CATALOGUE=mongodb://host/`` (or ``mongodb+srv://``); the database and collection
 come from ``ELLIPTIO_MONGO_DATABASE`` / ``ELLIPTIO_MONGO_COLLECTION`` (``elliptio`` /
 ``artifacts``). Queries are compiled by :func:`elliptio.query.compile_mongo`, beside the
-SQL compiler, with the same semantics (proved by ``tests/test_catalogue_contract.py``).
+SQL compiler, with the same semantics (proved by ``tests/test_t2_catalogue_contract.py``).
 
 One document per artifact — the shape (see :func:`document`)::
 

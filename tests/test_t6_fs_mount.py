@@ -146,7 +146,7 @@ def test_errnos_and_failures_keep_the_daemon_serving(populated, lake_mount, stor
     assert _errno(os.mkdir, str(root / "by-user/new")) == EROFS
     assert _errno(os.rmdir, str(root / "by-user/andy")) == EROFS
     assert _errno(os.setxattr, str(f), "user.x", b"1") == EROFS
-    # outbox/ is the one writable place: tests/test_fs_outbox.py
+    # outbox/ is the one writable place: tests/test_t6_fs_outbox.py
     unknown = "0" * 26
     assert _errno(os.stat, str(root / "artifacts" / unknown)) == ENOENT
     assert _errno(os.stat, str(root / "based-on" / unknown)) == ENOENT

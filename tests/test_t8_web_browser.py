@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.web import LiveServer, Story
-from tests.test_web_api import STORY_QUERY, xss_artifacts
+from tests.test_t7_web_api import STORY_QUERY, xss_artifacts
 
 pytestmark = pytest.mark.browser
 

@@ -2,7 +2,7 @@
 fake clock and a fake save: no sleeps), and the operations on a real local lake awaited
 directly, as ops calls them (no pyfuse3 objects); the read log's pruning of readers that
 are gone, and one real mount that shows the daemon prunes at start.
-tests/test_fs_outbox.py copies into a real mount."""
+tests/test_t6_fs_outbox.py copies into a real mount."""
 
 from __future__ import annotations
 

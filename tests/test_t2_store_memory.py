@@ -1,4 +1,4 @@
-"""What the in-memory store adds to the store contract (tests/test_store_contract.py runs
+"""What the in-memory store adds to the store contract (tests/test_t2_store_contract.py runs
 that against it): lakes shared by name, sealed artifacts closed to new keys, and the fault
 hook tests use instead of patching a store's internals."""
 
