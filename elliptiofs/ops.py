@@ -44,11 +44,13 @@ from elliptio.errors import (
     UsageError,
 )
 
+from .inodes import Inodes
+from .nodes import Entry, Kind, Node, owner_of
 from .outbox import Attrs, Change, Space
 from .reader import Reader
 from .readlog import ReadLog, ReadLogError, scope_for
 from .scan import ScanAhead
-from .tree import Entry, Inodes, Kind, Node, Tree, owner_of
+from .tree import Tree
 from .workers import Workers
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class OutboxOps(Protocol):
 
     Nodes it returns must have paths under ``("outbox", ...)`` and kinds the outbox
     chooses; ops gives them inode numbers from the shared
-    :class:`~elliptiofs.tree.Inodes` table and copies the plain values it answers
+    :class:`~elliptiofs.inodes.Inodes` table and copies the plain values it answers
     (:class:`~elliptiofs.outbox.Attrs`, :class:`~elliptiofs.outbox.Space`) into pyfuse3's
     objects, and a setattr's fields into a :class:`~elliptiofs.outbox.Change`. File
     handles it returns are its own; ops maps them. Raise

@@ -34,8 +34,9 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+from .nodes import Node
 from .reader import Reader
-from .tree import Node, Tree
+from .tree import Tree
 from .workers import Workers
 
 log = logging.getLogger(__name__)

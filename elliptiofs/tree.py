@@ -1,7 +1,8 @@
-"""The virtual tree of the mount as plain Python: path -> node, listings, inode table.
+"""The virtual tree of the mount as plain Python: path -> node, and directory listings.
 
 Nothing here imports pyfuse3; :mod:`elliptiofs.ops` translates FUSE calls into calls on
-:class:`Tree` and :class:`Inodes`. The layout (docs/mount.md, "Layout")::
+:class:`Tree`. The nodes are :mod:`elliptiofs.nodes`'; one artifact's file tree and the
+caches of them are :mod:`elliptiofs.views`'. The layout (docs/mount.md, "Layout")::
 
     artifacts/<id>/...            the artifact: user files, .eio/metadata.yaml, .eio/logs/
     by-user/<user>/<id>           symlink -> ../../artifacts/<id>
@@ -17,42 +18,28 @@ whether to run them inline or in a thread); the only store I/O is
 
 Listings are paged from the catalogue with keyset cursors (an id, a user or tag name, a
 file name): :meth:`Tree.list_dir` returns at most *limit* entries after a cursor, so memory does
-not grow with the lake. The :class:`Inodes` table holds only nodes the kernel references
-(lookup counts, released by ``forget``).
+not grow with the lake. The inode table (:mod:`elliptiofs.inodes`) holds only nodes the
+kernel references (lookup counts, released by ``forget``).
 """
 
 from __future__ import annotations
 
 import calendar
-import enum
-import logging
-import os
-import pwd
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-from elliptio import Lake, layout
-from elliptio.artifact import stored_dirs
+from elliptio import Lake
 from elliptio.config import USER_RE
-from elliptio.errors import IntegrityError, NotFound
+from elliptio.errors import NotFound
 from elliptio.ids import ID_RE, id_time
 from elliptio.query import Query
 
-log = logging.getLogger(__name__)
+from .nodes import TOP, Entry, Kind, Node, to_ns
+from .views import LRU, ArtifactView
 
-ROOT_INODE = 1
-#: names in the root directory, in listing order
-TOP = ("artifacts", "by-user", "by-tag", "by-date", "based-on", "search", "outbox")
-#: kernel cache lifetime of immutable things (artifact contents, symlinks to artifacts)
-IMMUTABLE_TIMEOUT = 3600.0
-#: kernel cache lifetime of query directories and of names not found in them
-QUERY_TIMEOUT = 1.0
 #: artifacts whose parsed file tree is kept (lookups inside one artifact come in bursts;
 #: a scan's read-ahead puts the next window's there, up to 64: see same_file_after)
 VIEW_CACHE = 128
@@ -60,201 +47,9 @@ VIEW_CACHE = 128
 METADATA_CACHE = 256
 
 
-class Kind(enum.Enum):
-    ROOT = "root"
-    TOP = "top"  # artifacts/, by-user/, ... (a fixed directory of the root)
-    OUTBOX = "outbox"  # outbox/ (delegated to elliptiofs.outbox when there is one)
-    GROUP = "group"  # a directory listing artifacts as symlinks (by-user/andy, search/q)
-    DATES = "dates"  # by-date/YYYY or by-date/YYYY/MM: lists the next date level
-    LINK = "link"  # <group>/<id> -> artifacts/<id>
-    ADIR = "adir"  # a directory inside artifacts/<id>/ (including the artifact root)
-    AFILE = "afile"  # a file inside an artifact (user file, metadata.yaml, a log)
-
-
-class Node:
-    """One path of the tree and what ``stat`` shows of it.
-
-    ``size`` is -1 for ``.eio/metadata.yaml`` until its bytes are fetched (the catalogue
-    does not record its size). ``query`` is set on GROUP nodes (what they list).
-    """
-
-    __slots__ = ("kind", "path", "size", "mtime_ns", "artifact", "user", "sha256",
-                 "object", "query")
-
-    def __init__(self, kind: Kind, path: tuple[str, ...], *, size: int = 0,
-                 mtime_ns: int = 0, artifact: str | None = None, user: str | None = None,
-                 sha256: str | None = None, object: str | None = None,
-                 query: Query | None = None) -> None:
-        self.kind = kind
-        self.path = path
-        self.size = size
-        self.mtime_ns = mtime_ns
-        self.artifact = artifact
-        self.user = user
-        self.sha256 = sha256
-        self.object = object
-        self.query = query
-
-    def __repr__(self) -> str:
-        return f"Node({self.kind.value}, /{'/'.join(self.path)})"
-
-    @property
-    def name(self) -> str:
-        return self.path[-1] if self.path else ""
-
-    @property
-    def is_dir(self) -> bool:
-        return self.kind not in (Kind.LINK, Kind.AFILE)
-
-    @property
-    def immutable(self) -> bool:
-        """Contents and attributes never change (the kernel may cache them long)."""
-        return self.kind in (Kind.ADIR, Kind.AFILE, Kind.LINK, Kind.ROOT, Kind.TOP)
-
-    @property
-    def in_outbox(self) -> bool:
-        return bool(self.path) and self.path[0] == "outbox"
-
-    @property
-    def user_file(self) -> bool:
-        """A file the user saved (not .eio/metadata.yaml or a log): reads are lineage."""
-        return self.kind is Kind.AFILE and len(self.path) > 2 and self.path[2] != ".eio"
-
-    def link_target(self) -> str:
-        """The relative symlink target ``../../artifacts/<id>`` of a LINK node."""
-        return "../" * (len(self.path) - 1) + "artifacts/" + self.name
-
-    def mode(self) -> int:
-        if self.kind is Kind.LINK:
-            return 0o120777
-        if self.kind is Kind.AFILE:
-            return 0o100444
-        if self.kind is Kind.OUTBOX:
-            return 0o041777  # writable by everyone, sticky (like /tmp): owners are uids
-        return 0o040555
-
-    def entry_timeout(self) -> float:
-        return IMMUTABLE_TIMEOUT if self.immutable else QUERY_TIMEOUT
-
-    def negative_timeout(self) -> float:
-        """How long the kernel may remember that a name does not exist in this directory."""
-        return IMMUTABLE_TIMEOUT if self.kind in (Kind.ADIR, Kind.ROOT) else QUERY_TIMEOUT
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One listed directory entry: its name, its node, and the cursor that follows it."""
-
-    name: str
-    node: Node
-    cursor: str
-
-
-# -- owners ---------------------------------------------------------------------------------
-@lru_cache(maxsize=4096)
-def owner_of(user: str | None) -> tuple[int, int]:
-    """(uid, gid) of the local account named *user*, else the daemon's own."""
-    if user:
-        try:
-            pw = pwd.getpwnam(user)
-            return pw.pw_uid, pw.pw_gid
-        except (KeyError, OSError):
-            pass
-    return os.getuid(), os.getgid()
-
-
 def glob_escape(text: str) -> str:
     """*text* as a glob that matches only itself (tags may hold ``*``, ``?``, ``[``)."""
     return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def _ns(t: datetime) -> int:
-    return int(t.timestamp() * 1_000_000) * 1000
-
-
-# -- one artifact's file tree -----------------------------------------------------------------
-class ArtifactView:
-    """The directories of one artifact, built once from its metadata.
-
-    ``dirs`` maps a directory path inside the artifact (``""`` = its root, ``.eio``,
-    ``.eio/logs``, ``data/raw``) to ``{name: file record or None for a sub-directory}``.
-    The directories come from the file paths and the metadata's ``dirs`` (the empty
-    ones); a ``dirs`` list save would not have written is left out as a whole.
-    """
-
-    __slots__ = ("id", "user", "created_ns", "prefix", "dirs")
-
-    def __init__(self, md: Mapping[str, Any]) -> None:
-        self.id: str = md["id"]
-        self.user: str = md["user"]
-        self.created_ns = _ns(id_time(self.id))
-        self.prefix: str = md["prefix"]
-        dirs: dict[str, dict[str, dict[str, Any] | None]] = {"": {}}
-
-        def add(path: str, record: dict[str, Any] | None) -> None:
-            parent, _, name = path.rpartition("/")
-            if parent not in dirs:
-                add(parent, None)
-                dirs[parent] = {}
-            if record is None and path not in dirs:
-                dirs[path] = {}
-            dirs[parent][name] = record
-
-        for f in md.get("files") or []:
-            add(f["path"], f)
-        try:
-            empty = stored_dirs(md, f"artifact {self.id}")
-        except IntegrityError as exc:
-            log.warning("%s: its empty directories are not shown", exc)
-            empty = []
-        for d in empty:
-            add(d, None)
-        add(layout.METADATA, {"path": layout.METADATA, "size": -1, "sha256": None,
-                              "object": layout.metadata_key(self.prefix)})
-        add(".eio/logs", None)
-        for rec in (md.get("logs") or {}).values():
-            path = rec["path"] if rec["path"].startswith(".eio/logs/") else \
-                ".eio/logs/" + rec["path"].rsplit("/", 1)[-1]
-            add(path, {**rec, "path": path})
-        self.dirs = dirs
-
-    def node(self, sub: tuple[str, ...], record: dict[str, Any] | None) -> Node:
-        path = ("artifacts", self.id, *sub)
-        if record is None:
-            return Node(Kind.ADIR, path, mtime_ns=self.created_ns, artifact=self.id,
-                        user=self.user)
-        return Node(Kind.AFILE, path, size=int(record["size"]), mtime_ns=self.created_ns,
-                    artifact=self.id, user=self.user, sha256=record.get("sha256"),
-                    object=record["object"])
-
-
-class _LRU(OrderedDict[str, Any]):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.lock = threading.Lock()  # worker threads fill it (metadata, a scan's views)
-
-    def recent(self, key: str) -> Any | None:
-        """The value kept for *key* (now the most recently used), or None."""
-        with self.lock:
-            value = self.get(key)
-            if value is not None:
-                self.move_to_end(key)
-            return value
-
-    def fetch(self, key: str, make: Callable[[], Any]) -> Any:
-        value = self.recent(key)
-        if value is None:
-            value = make()
-            self.put(key, value)
-        return value
-
-    def put(self, key: str, value: Any) -> None:
-        with self.lock:
-            self[key] = value
-            self.move_to_end(key)
-            while len(self) > self.size:
-                self.popitem(last=False)
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -263,9 +58,9 @@ class Tree:
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
-        self.started_ns = _ns(datetime.now(UTC))
-        self._views = _LRU(VIEW_CACHE)
-        self._metadata = _LRU(METADATA_CACHE)
+        self.started_ns = to_ns(datetime.now(UTC))
+        self._views = LRU(VIEW_CACHE)
+        self._metadata = LRU(METADATA_CACHE)
 
     @property
     def catalogue(self) -> Any:
@@ -356,7 +151,7 @@ class Tree:
         return None  # LINK, AFILE, OUTBOX (the outbox resolves its own names)
 
     def _lookup_top(self, top: str, name: str) -> Node | None:
-        child = ("artifacts" if top == "artifacts" else top, name)
+        child = (top, name)
         if top == "artifacts":
             v = self.view(name)
             return v.node((), None) if v else None
@@ -393,7 +188,7 @@ class Tree:
 
     def _link(self, parent_path: tuple[str, ...], md: Mapping[str, Any]) -> Node:
         aid = md["id"]
-        return Node(Kind.LINK, (*parent_path, aid), mtime_ns=_ns(id_time(aid)),
+        return Node(Kind.LINK, (*parent_path, aid), mtime_ns=to_ns(id_time(aid)),
                     artifact=aid, user=md.get("user"))
 
     # -- by-date ------------------------------------------------------------------------
@@ -502,7 +297,7 @@ class Tree:
             for md in items:
                 if top == "artifacts":
                     child = Node(Kind.ADIR, ("artifacts", md["id"]),
-                                 mtime_ns=_ns(id_time(md["id"])), artifact=md["id"],
+                                 mtime_ns=to_ns(id_time(md["id"])), artifact=md["id"],
                                  user=md["user"])
                 else:
                     child = self._group(("based-on", md["id"]),
@@ -558,71 +353,3 @@ class Tree:
                 out["user.eio.url"] = self.lake.store.url_for(node.object).encode()
         return out
 
-
-# -- inode numbers ------------------------------------------------------------------------------
-class Inodes:
-    """Inode numbers for the nodes the kernel holds, with their lookup counts.
-
-    Every entry reply (lookup, each READDIRPLUS entry, create) takes one reference; the
-    kernel returns them with ``forget``, and a node whose count reaches zero is dropped:
-    the table's size follows the kernel's cache, not the lake. Numbers are never reused.
-    """
-
-    def __init__(self, root: Node) -> None:
-        self._by_path: dict[tuple[str, ...], int] = {(): ROOT_INODE}
-        self._nodes: dict[int, Node] = {ROOT_INODE: root}
-        self._refs: dict[int, int] = {ROOT_INODE: 1}
-        self._next = ROOT_INODE + 1
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._nodes)
-
-    def get(self, ino: int) -> Node:
-        """The node of *ino*; ``NotFound`` if the kernel forgot it (a stale handle)."""
-        try:
-            return self._nodes[ino]
-        except KeyError:
-            raise NotFound(f"inode {ino} is not known (forgotten)") from None
-
-    def ino_of(self, path: tuple[str, ...]) -> int | None:
-        return self._by_path.get(path)
-
-    def ref(self, node: Node) -> int:
-        """Take one kernel reference on *node* (allocating its inode); return the inode.
-
-        If the path already has an inode, the known node is kept (so a size learned once,
-        like metadata.yaml's, stays)."""
-        ino = self._by_path.get(node.path)
-        if ino is None:
-            ino = self._next
-            self._next += 1
-            self._by_path[node.path] = ino
-            self._nodes[ino] = node
-            self._refs[ino] = 1
-        else:
-            self._refs[ino] += 1
-        return ino
-
-    def node_for(self, node: Node) -> Node:
-        """The node already in the table for *node*'s path, else *node* itself."""
-        ino = self._by_path.get(node.path)
-        return self._nodes[ino] if ino is not None else node
-
-    def forget(self, ino: int, count: int) -> None:
-        if ino == ROOT_INODE or ino not in self._refs:
-            return
-        left = self._refs[ino] - count
-        if left > 0:
-            self._refs[ino] = left
-            return
-        node = self._nodes.pop(ino)
-        del self._refs[ino]
-        del self._by_path[node.path]
-
-
-def check_integrity(data: bytes, expected: int, what: str) -> None:
-    if len(data) != expected:
-        raise IntegrityError(f"{what}: store returned {len(data)} bytes, expected {expected}")

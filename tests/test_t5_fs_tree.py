@@ -21,11 +21,12 @@ from elliptio.errors import CatalogueError, ConfigError, StorageError
 from elliptio.ids import new_id
 from elliptiofs import ops as ops_mod
 from elliptiofs import reader as reader_mod
+from elliptiofs.nodes import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind
 from elliptiofs.ops import Operations
 from elliptiofs.reader import Reader
 from elliptiofs.readlog import ReadLog, scope_for
 from elliptiofs.scan import ScanAhead
-from elliptiofs.tree import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind, Tree
+from elliptiofs.tree import Tree
 from elliptiofs.workers import Workers
 from tests.fixtures.spy import Spy
 from tests.fixtures.trees import expected_dirs, make_tree

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
+from ..nodes import Entry, Kind, Node
 from ..procinfo import user_name
-from ..tree import Entry, Kind, Node
 
 if TYPE_CHECKING:
     import trio

@@ -25,10 +25,10 @@ import trio
 from elliptio import Lake
 from elliptio.errors import ElliptioError, UsageError
 
+from ..nodes import Entry, Node
 from ..procinfo import command_line, killed_by
 from ..readlog import ReadLog, scope_for
 from ..settings import DaemonSettings
-from ..tree import Entry, Node
 from .committer import Committer
 from .journal import Journal
 from .metadata import MAX_WRITERS, xattr_metadata
