@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
-import logging
 import os
 import platform
 import re
@@ -20,8 +19,6 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 #: bound of each git text log (diff, untracked list); longer ones are cut with a marker
 GIT_LOG_LIMIT = 1 << 20

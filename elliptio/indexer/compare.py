@@ -72,7 +72,7 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
         if d is None:
             continue
         aid = d.id
-        if prefix in committed_prefixes or store.exists(layout.metadata_key(prefix)):
+        if store.exists(layout.metadata_key(prefix)):
             continue  # committed since the listing
         report.orphans.append(prefix)
         if remove_orphans:

@@ -178,9 +178,9 @@ class Store(abc.ABC):
         """Called once an artifact's ``metadata.yaml`` is written under *prefix*; a store may
         lock the artifact's directory further (the local store makes it read-only)."""
 
+    @abc.abstractmethod
     def check(self) -> str:
         """Check the store is usable; return a one-line description. Raise if not."""
-        return self.url
 
     def init(self) -> str:
         """Create the store if needed (``eio init``), or check an existing one; return what

@@ -26,9 +26,6 @@ MAX_PAGE_SIZE = 500
 #: files and info fields shown per row of the results table
 ROW_FILES = 4
 ROW_INFO = 3
-#: the form fields of the search page, beside the query box ``q``
-FORM_FIELDS = ("user", "days", "from", "to", "file", "tag", "type", "info", "text",
-               "based_on", "transitive")
 
 
 class FormError(QueryError):
@@ -169,11 +166,6 @@ class SearchForm:
                 if item:
                     out.append((k, str(item)))
         return out
-
-    @property
-    def has_fields(self) -> bool:
-        return bool(self.user or self.days or self.date_from or self.date_to or self.files
-                    or self.tags or self.type or self.info or self.text or self.based_on)
 
 
 def short_value(value: Any, width: int = 80) -> str:
