@@ -4,7 +4,7 @@
 
 A peer in ``bench_fuse.py``: the same shape of tree as elliptiofs shows there, through the
 same binding (pyfuse3 + trio), with the same mount options, timeouts and kernel tuning
-(``elliptiofs.cli.when_initialised``), but no catalogue, no store, no lineage and no worker
+(``elliptiofs.kernel.when_initialised``), but no catalogue, no store, no lineage and no worker
 threads: every answer comes from memory on the trio thread. What it takes for a workload
 is what pyfuse3 and the kernel's FUSE path take for it, the least any pyfuse3 daemon can
 take::
@@ -34,7 +34,7 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from elliptiofs.cli import when_initialised  # noqa: E402
+from elliptiofs.kernel import when_initialised  # noqa: E402
 
 SMALL_SIZE = 4096
 BLOCK = 8 << 20

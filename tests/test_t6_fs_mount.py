@@ -176,7 +176,7 @@ def test_mount_is_tuned_after_init(populated, lake_mount):
     mount's read-ahead to 128 KiB: raised earlier, it was undone and reads went in 128 KiB
     requests), and a sequential reader that asks the kernel for more (cat's
     FADV_SEQUENTIAL) gets the right bytes with no failed request."""
-    from elliptiofs.cli import mount_device
+    from elliptiofs.kernel import mount_device
 
     m = lake_mount()
     dev = os.stat(m.path).st_dev
@@ -349,7 +349,7 @@ def test_a_relative_mountpoint_is_below_the_working_directory(populated, store_e
     ('# PRUNEFS="fuse.elliptiofs"\n', True),  # a comment
 ])
 def test_the_daemon_warns_when_updatedb_would_crawl_the_lake(tmp_path, conf, warned):
-    from elliptiofs.cli import indexer_warning
+    from elliptiofs.kernel import indexer_warning
 
     path = tmp_path / "updatedb.conf"
     if conf is not None:
