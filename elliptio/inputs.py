@@ -77,12 +77,7 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
         dirs.setdefault(norm, Entry(norm, source, 0, directory=True))
 
     for name, source in pairs:
-        try:
-            st = os.stat(source)
-        except FileNotFoundError:
-            raise UsageError(f"no such file or directory: {source}") from None
-        except OSError as exc:
-            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        st = _stat(source, f"no such file or directory: {source}")
         base = name if name is not None else os.path.basename(os.path.normpath(source))
         if stat.S_ISDIR(st.st_mode):
             _walk_dir(source, base, add, add_dir)
@@ -97,6 +92,17 @@ def resolve_inputs(files: SourceSpec) -> list[Entry]:
     if not entries:
         raise UsageError("nothing to save: the given directories hold no files")
     return [*entries.values(), *dirs.values()]
+
+
+def _stat(path: str, missing: str) -> os.stat_result:
+    """``os.stat`` of *path* (symlinks followed); ``UsageError`` saying *missing* when
+    nothing is there, or that it cannot be read."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(missing) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _check_readable(path: str) -> None:
@@ -122,12 +128,7 @@ def _walk_dir(top: str, base: str, add: Callable[[str, str, os.stat_result], Non
             add_dir(rel, directory)  # kept as a name: it holds nothing to store
         for n in names:
             path = os.path.join(directory, n)
-            try:
-                cst = os.stat(path)
-            except FileNotFoundError:
-                raise UsageError(f"{path} is a broken symlink") from None
-            except OSError as exc:
-                raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            cst = _stat(path, f"{path} is a broken symlink")
             child = f"{rel}/{n}" if rel else n
             if stat.S_ISDIR(cst.st_mode):
                 walk(path, child)

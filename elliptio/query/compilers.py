@@ -64,32 +64,24 @@ def compile_sql(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
     for key, value in q.info:
         where.append("a.id IN (SELECT i.artifact FROM info i WHERE i.key = ? AND i.value = ?)")
         params.extend([key, value])
-    if q.based_on is not None:
+    # lineage, both ways: the same walk over based_on with parent and child swapped
+    # (table and column names are these constants, never the caller's text)
+    for start, walk, known, wanted in ((q.based_on, "descendants", "parent", "child"),
+                                       (q.ancestor_of, "ancestors", "child", "parent")):
+        if start is None:
+            continue
         if q.transitive:
             ctes.append(
-                "descendants(id, depth) AS ("
-                " SELECT child, 1 FROM based_on WHERE parent = ?"
-                " UNION SELECT b.child, d.depth + 1 FROM based_on b"
-                " JOIN descendants d ON b.parent = d.id WHERE d.depth < ?)"
+                f"{walk}(id, depth) AS ("
+                f" SELECT {wanted}, 1 FROM based_on WHERE {known} = ?"
+                f" UNION SELECT b.{wanted}, d.depth + 1 FROM based_on b"
+                f" JOIN {walk} d ON b.{known} = d.id WHERE d.depth < ?)"
             )
-            cte_params.extend([q.based_on, q.depth])
-            where.append("a.id IN (SELECT id FROM descendants)")
+            cte_params.extend([start, q.depth])
+            where.append(f"a.id IN (SELECT id FROM {walk})")
         else:
-            where.append("a.id IN (SELECT child FROM based_on WHERE parent = ?)")
-            params.append(q.based_on)
-    if q.ancestor_of is not None:
-        if q.transitive:
-            ctes.append(
-                "ancestors(id, depth) AS ("
-                " SELECT parent, 1 FROM based_on WHERE child = ?"
-                " UNION SELECT b.parent, d.depth + 1 FROM based_on b"
-                " JOIN ancestors d ON b.child = d.id WHERE d.depth < ?)"
-            )
-            cte_params.extend([q.ancestor_of, q.depth])
-            where.append("a.id IN (SELECT id FROM ancestors)")
-        else:
-            where.append("a.id IN (SELECT parent FROM based_on WHERE child = ?)")
-            params.append(q.ancestor_of)
+            where.append(f"a.id IN (SELECT {wanted} FROM based_on WHERE {known} = ?)")
+            params.append(start)
     if q.text is not None:
         where.append("instr(a.text, ?) > 0")
         params.append(q.text)
