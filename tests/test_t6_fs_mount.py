@@ -30,6 +30,14 @@ def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return res
 
 
+def wait_for_unmounting(log: Path, timeout: float = 10) -> None:
+    """Until the daemon's log *log* says it is unmounting (it runs on after fusermount3)."""
+    deadline = time.monotonic() + timeout
+    while "unmounting" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def populated(store_env: dict[str, str], tmp_path: Path) -> dict[str, object]:
     """andy's dataset (csv, a sub-directory, a 3 MB binary, empty directories
@@ -296,10 +304,7 @@ def test_daemon_mode_and_start_errors(populated, store_env, tmp_path):
         assert sorted(os.listdir(mnt / "by-user")) == ["andy", "brenda"]
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-    deadline = time.monotonic() + 10
-    while "unmounting" not in (tmp_path / "bg.log").read_text():
-        assert time.monotonic() < deadline, (tmp_path / "bg.log").read_text()
-        time.sleep(0.05)
+    wait_for_unmounting(tmp_path / "bg.log")
     assert not os.path.ismount(mnt)
 
 
@@ -327,10 +332,7 @@ def test_a_relative_mountpoint_is_below_the_working_directory(populated, store_e
                                        "point"), again.stderr
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-    deadline = time.monotonic() + 10
-    while "unmounting" not in (work / "bg.log").read_text():
-        assert time.monotonic() < deadline, (work / "bg.log").read_text()
-        time.sleep(0.05)
+    wait_for_unmounting(work / "bg.log")
     missing = subprocess.run([*cmd, "nothing-here"], cwd=work, env=env, capture_output=True,
                              text=True, timeout=30)
     assert missing.returncode == 11
