@@ -5,6 +5,15 @@ Plain Python, no I/O but the passwd lookup of :func:`owner_of`. The tree
 (:mod:`elliptiofs.tree`) and the outbox (:mod:`elliptiofs.outbox`) make nodes;
 :mod:`elliptiofs.ops` gives them inode numbers (:mod:`elliptiofs.inodes`) and copies what
 they say into pyfuse3's objects.
+
+Caching policy, told to the kernel through each node's entry/attr timeouts:
+
+- artifact contents and the symlinks to them never change: long timeouts, and files are
+  opened with ``keep_cache`` so the page cache survives across opens;
+- query directories (by-user/<u>, search/<q>, ...) and names found missing in them: short
+  timeouts; names missing inside an artifact are remembered long;
+- a missing name is answered as a negative entry (``st_ino = 0`` with a timeout) rather
+  than ENOENT, so the kernel caches it (shells and loaders probe names constantly).
 """
 
 from __future__ import annotations

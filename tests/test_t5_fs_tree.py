@@ -19,7 +19,7 @@ import trio
 from elliptio import Lake
 from elliptio.errors import CatalogueError, ConfigError, StorageError
 from elliptio.ids import new_id
-from elliptiofs import ops as ops_mod
+from elliptiofs import dirs as dirs_mod
 from elliptiofs import reader as reader_mod
 from elliptiofs.nodes import IMMUTABLE_TIMEOUT, QUERY_TIMEOUT, ROOT_INODE, Kind
 from elliptiofs.ops import Operations
@@ -217,7 +217,7 @@ def test_every_write_is_erofs(lake, saved):
 
 
 def test_readdir_pages_by_keyset_and_forget_bounds_the_table(lake, collect, monkeypatch):
-    monkeypatch.setattr(ops_mod, "PAGE", 4)
+    monkeypatch.setattr(dirs_mod, "PAGE", 4)
     mds = [fake_md("carol", datetime(2024, 3, d, 12, tzinfo=UTC), tags=("t",))
            for d in range(1, 12)]
     mds += [fake_md("dave", datetime(2023, 12, 31, tzinfo=UTC))]
