@@ -225,7 +225,8 @@ class ReadLog:
         return [r[0] for r in rows]
 
     def scopes(self) -> list[str]:
-        """Every scope with records (for ``eio`` and people)."""
+        """Every scope with records, sorted (for tests and people inspecting the log; the
+        daemon does not call it)."""
         rows = self._db().execute("SELECT DISTINCT scope FROM reads ORDER BY scope").fetchall()
         return [r[0] for r in rows]
 
