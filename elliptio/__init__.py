@@ -14,6 +14,7 @@ library's own: such programs reach them through these names only.
 
     elliptio.artifact    the metadata.yaml format (load_metadata, stored_dirs)
     elliptio.config      the settings and the config file (valid_user, read_config)
+    elliptio.connections SQLite connections per thread, all closed (PerThread)
     elliptio.errors      the exception tree
     elliptio.ids         artifact ids
     elliptio.inputs      files to save as checked entries (Entry, resolve_inputs)

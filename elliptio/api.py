@@ -7,6 +7,7 @@ configuration changes); a :class:`~elliptio.lake.Lake` made from explicit
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -19,12 +20,24 @@ from .lake import Lake
 from .query import Query
 from .validate import check_tags
 
-__all__ = ["ArtifactBuilder", "create_artifact", "default_lake", "load", "save", "search"]
+__all__ = ["ArtifactBuilder", "close_default_lake", "create_artifact", "default_lake", "load",
+           "save", "search"]
 
 
 # -- the default lake and the module-level functions ------------------------------------
 _default: tuple[Settings, Lake] | None = None
 _default_lock = threading.Lock()
+
+
+@atexit.register
+def close_default_lake() -> None:
+    """Close the default lake (at exit, so that its connections are closed, not dropped;
+    a later call of the module functions opens it again)."""
+    global _default
+    with _default_lock:
+        if _default is not None:
+            _default[1].close()
+            _default = None
 
 
 def default_lake() -> Lake:

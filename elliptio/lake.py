@@ -66,10 +66,20 @@ class Lake:
         return self._catalogue
 
     def close(self) -> None:
-        if self._catalogue is not None:
-            self._catalogue.close()
-        if self._store is not None:
-            self._store.close()
+        """Close the catalogue's and the store's connections and threads (a later call
+        opens them again)."""
+        try:
+            if self._catalogue is not None:
+                self._catalogue.close()
+        finally:
+            if self._store is not None:
+                self._store.close()
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- saving ------------------------------------------------------------------------
     def save(self, files: SourceSpec, info: Mapping[str, Any] | None = None, *,

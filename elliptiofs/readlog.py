@@ -46,6 +46,7 @@ from pathlib import Path
 
 import trio
 
+from elliptio.connections import PerThread
 from elliptio.errors import ConfigError, ElliptioError
 
 from . import procinfo
@@ -166,18 +167,24 @@ class ReadLog:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
+        self._connections = PerThread(self._connect, f"read log {path}")
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
         self._db()  # open now: an unusable path is reported at start
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            return db
+        return self._connections.get()
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                 check_same_thread=False)  # see PerThread
+        except sqlite3.Error as exc:
+            raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise ReadLogError(f"cannot open read log {self.path}: {exc.strerror}") from exc
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             has = db.execute("SELECT name FROM sqlite_master WHERE type='table' "
@@ -189,11 +196,11 @@ class ReadLog:
                 if version != SCHEMA_VERSION:
                     raise ReadLogError(f"read log {self.path} has schema version {version}, "
                                        f"this ElliptIO needs {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
-            raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
-        except OSError as exc:
-            raise ReadLogError(f"cannot open read log {self.path}: {exc.strerror}") from exc
-        self._local.db = db
+        except BaseException as exc:
+            db.close()  # a connection that failed its set-up is nobody's
+            if isinstance(exc, sqlite3.Error):
+                raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
+            raise
         return db
 
     def record(self, scope: str, artifact_id: str, *, pid: int = 0, uid: int = 0) -> None:
@@ -267,7 +274,5 @@ class ReadLog:
         return cur.rowcount
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close every thread's connection (a later call opens a new one)."""
+        self._connections.close()

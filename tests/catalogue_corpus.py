@@ -8,6 +8,7 @@ SQLite's own GLOB operator as the glob oracle — it shares no code with either 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import random
 import sqlite3
@@ -109,6 +110,7 @@ def random_corpus(seed: int, n: int = 120) -> list[dict[str, Any]]:
 
 # -- the reference semantics --------------------------------------------------------------
 _glob_db = sqlite3.connect(":memory:", check_same_thread=False)
+atexit.register(_glob_db.close)
 
 
 def glob(pattern: str, value: str | None) -> bool:

@@ -19,7 +19,8 @@ ENV_KEYS = [k for k in os.environ if k.startswith("ELLIPTIO_") and k != "ELLIPTI
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
-    """No test sees the developer's configuration or home; lineage starts empty."""
+    """No test sees the developer's configuration or home; lineage starts empty; the
+    default lake (``eio.save`` and friends) is closed when the test ends."""
     for k in ENV_KEYS:
         monkeypatch.delenv(k, raising=False)
     home = tmp_path_factory.mktemp("home")
@@ -27,11 +28,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    from elliptio import lineage
+    from elliptio import api, lineage
 
     lineage.reset()
     yield
     lineage.reset()
+    api.close_default_lake()
 
 
 @pytest.fixture

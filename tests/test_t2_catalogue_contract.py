@@ -18,6 +18,8 @@ real backends:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import random
 import secrets
@@ -467,18 +469,18 @@ def test_sql_and_mongo_compilers_agree_on_random_queries(tmp_path, corpus):
     mongo_cat = MongoCatalogue("mongodb://mock/", client=mongomock.MongoClient())
     sql_cat.upsert_many(corpus)
     mongo_cat.upsert_many(corpus)
-    db = sqlite3.connect(sql_cat.path)
+    sql_cat.close()
     coll = mongo_cat._coll
     rnd = random.Random(11)
-    for _ in range(300):
-        q = random_query(rnd, corpus)
-        sql, params = compile_sql(q)
-        from_sql = [r[0] for r in db.execute(sql, params)]
-        flt, sort, limit = compile_mongo(q, mongo_cat._neighbours)
-        cur = coll.find(flt, {"_id": 1}).sort(sort)
-        from_mongo = [d["_id"] for d in (cur.limit(limit) if limit else cur)]
-        assert from_sql == from_mongo, q.to_text()
-    db.close()
+    with contextlib.closing(sqlite3.connect(sql_cat.path)) as db:
+        for _ in range(300):
+            q = random_query(rnd, corpus)
+            sql, params = compile_sql(q)
+            from_sql = [r[0] for r in db.execute(sql, params)]
+            flt, sort, limit = compile_mongo(q, mongo_cat._neighbours)
+            cur = coll.find(flt, {"_id": 1}).sort(sort)
+            from_mongo = [d["_id"] for d in (cur.limit(limit) if limit else cur)]
+            assert from_sql == from_mongo, q.to_text()
 
 
 GLOB_ALPHABET = "ab-]^[*?.\n\\é"
@@ -489,26 +491,26 @@ def test_glob_regex_is_sqlite_glob_exactly():
     short random patterns, including the odd class forms: ``[]-a]``, ``[z-a]``, ``[^]]``."""
     import re
 
-    db = sqlite3.connect(":memory:")
-    rnd = random.Random(3)
-    strings = ["".join(rnd.choice(GLOB_ALPHABET) for _ in range(rnd.randint(0, 4)))
-               for _ in range(300)] + ["a\n", "\n", "]", "-", "b-a"]
-    checked = 0
-    fixed = ["[-a]", "[]-a]", "[z-a]", "[^]]", "[a-]", "[^-a]", "[a-c-e]", "*[]]*", "[^z-a]",
-             "[]]", "[.-b]", "?", "*", "a*\n", "[\n]"]
-    randoms = ["".join(rnd.choice(GLOB_ALPHABET + "[]") for _ in range(rnd.randint(1, 5)))
-               for _ in range(1500)]
-    for p in fixed + randoms:
-        try:
-            rx = re.compile(glob_to_regex(p))
-        except QueryError:
-            assert p.count("[") > 0  # only an unclosed class is refused
-            continue
-        for s in strings:
-            want = db.execute("SELECT ? GLOB ?", (s, p)).fetchone()[0] == 1
-            assert bool(rx.match(s)) == want, (p, s)
-        checked += 1
-    assert checked > 500
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        rnd = random.Random(3)
+        strings = ["".join(rnd.choice(GLOB_ALPHABET) for _ in range(rnd.randint(0, 4)))
+                   for _ in range(300)] + ["a\n", "\n", "]", "-", "b-a"]
+        checked = 0
+        fixed = ["[-a]", "[]-a]", "[z-a]", "[^]]", "[a-]", "[^-a]", "[a-c-e]", "*[]]*", "[^z-a]",
+                 "[]]", "[.-b]", "?", "*", "a*\n", "[\n]"]
+        randoms = ["".join(rnd.choice(GLOB_ALPHABET + "[]") for _ in range(rnd.randint(1, 5)))
+                   for _ in range(1500)]
+        for p in fixed + randoms:
+            try:
+                rx = re.compile(glob_to_regex(p))
+            except QueryError:
+                assert p.count("[") > 0  # only an unclosed class is refused
+                continue
+            for s in strings:
+                want = db.execute("SELECT ? GLOB ?", (s, p)).fetchone()[0] == 1
+                assert bool(rx.match(s)) == want, (p, s)
+            checked += 1
+        assert checked > 500
 
 
 def test_mongo_errors_become_catalogue_errors():
@@ -549,3 +551,55 @@ def test_mongo_document_shape_and_indexes():
     assert doc["metadata"] == md
     names = set(c._coll.index_information())
     assert {n for n, _ in INDEXES} <= names
+
+
+# -- SQLite: a connection per thread, every one closed ---------------------------------------
+def _closed(db: sqlite3.Connection) -> bool:
+    try:
+        db.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def test_sqlite_closes_every_threads_connection(tmp_path):
+    """One connection per thread (the web server's and the daemon's worker threads use it
+    so): a thread's is closed when that thread ends, close() closes those of threads still
+    running and a later call opens a new one; a catalogue nobody closed says so when it is
+    collected, as an unclosed file does."""
+    url = f"sqlite:///{tmp_path}/c.sqlite"
+    cat = SQLiteCatalogue(url)
+    cat.upsert(make_metadata())
+    main = cat._db()
+    opened: list[sqlite3.Connection] = []
+    running, release = threading.Event(), threading.Event()
+
+    def use(wait: bool) -> None:
+        assert cat.count(Query()) == 1
+        opened.append(cat._db())
+        if wait:
+            running.set()
+            release.wait(10)
+
+    ended = threading.Thread(target=use, args=(False,))
+    ended.start()
+    ended.join()
+    waiting = threading.Thread(target=use, args=(True,))
+    waiting.start()
+    try:
+        assert running.wait(10)
+        assert _closed(opened[0]) and not _closed(opened[1]) and not _closed(main)
+        assert cat._connections.open_count() == 2
+        cat.close()
+        assert _closed(opened[1]) and _closed(main)
+        assert cat._connections.open_count() == 0
+    finally:
+        release.set()
+        waiting.join()
+    assert cat.count(Query()) == 1 and cat._db() is not main
+    cat.close()
+
+    forgotten = SQLiteCatalogue(url)
+    with pytest.warns(ResourceWarning, match="was not closed"):
+        del forgotten
+        gc.collect()

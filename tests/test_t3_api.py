@@ -180,14 +180,13 @@ def test_dedup_references_existing_content(work, lake_env):
     assert c.files["twin2.txt"].object == c.files["twin.txt"].object
 
 
-def test_saved_files_are_locked(work, lake_env):
+def test_saved_files_are_locked(work, lake_env, lake):
     a = eio.save(["train.txt"])
     prefix = store_root(lake_env) / a.prefix
     for p in [prefix / "train.txt", prefix / ".eio/metadata.yaml"]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o444
     assert stat.S_IMODE(prefix.stat().st_mode) == 0o555
     assert not any(n.startswith(("delete", "remove", "overwrite")) for n in dir(a))
-    lake = eio.Lake()
     with pytest.raises(eio.Immutable):
         lake.store.put_bytes(f"{a.prefix}/train.txt", b"evil")
     with pytest.raises(eio.Immutable):
@@ -249,11 +248,10 @@ def test_load_by_unique_prefix_and_clear_errors(work):
         eio.load(42)  # type: ignore[arg-type]
 
 
-def test_catalogue_failure_keeps_the_save_and_reindex_recovers(work, lake_env, caplog):
+def test_catalogue_failure_keeps_the_save_and_reindex_recovers(work, lake, caplog):
     from elliptio import indexer
     from elliptio.errors import CatalogueError
 
-    lake = eio.Lake()
     real_upsert = lake.catalogue.upsert
 
     def broken(md):

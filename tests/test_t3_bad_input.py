@@ -246,7 +246,7 @@ def test_corrupt_catalogue(work, tmp_path, monkeypatch, lake_env):
     assert not root.exists() or not any(p.is_file() for p in root.rglob("*"))
 
 
-def test_locked_catalogue(work, lake_env, monkeypatch):
+def test_locked_catalogue(work, lake_env, lake, monkeypatch):
     """Another process holds the write lock: the save lands in the store, says the catalogue
     was not updated, and reindex recovers it once the lock is gone."""
     from elliptio import indexer
@@ -258,7 +258,6 @@ def test_locked_catalogue(work, lake_env, monkeypatch):
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        lake = eio.Lake()
         with pytest.raises(eio.CatalogueError, match="locked"):
             lake.catalogue.upsert(first.metadata)
         a = lake.save(["ok.txt"])

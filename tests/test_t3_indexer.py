@@ -373,12 +373,12 @@ def test_lambda_handler_raises_after_indexing_when_the_catalogue_fails(lake, fre
         indexer.lambda_handler({"Records": [s3_record(metadata_key(a))]}, None, lake=l2)
 
 
-def test_lambda_handler_uses_the_configured_lake(lake_env, tmp_path):
-    lake = Lake(Settings.load())
+def test_lambda_handler_uses_the_configured_lake(lake, tmp_path):
     a = synthetic(lake, 1)[0]
     out = indexer.lambda_handler({"Records": [s3_record(metadata_key(a))]}, object())
     assert out["indexed"] == [a["id"]]
-    assert Lake(Settings.load()).catalogue.get(a["id"]) == a
+    with Lake(Settings.load()) as again:
+        assert again.catalogue.get(a["id"]) == a
 
 
 @pytest.mark.parametrize("store,bucket,key,want", [

@@ -32,7 +32,7 @@ def _committed_artifacts_are_whole(lake: eio.Lake) -> int:
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.15, 0.4, 0.8])
-def test_kill_during_save(tmp_path, lake_env, delay):
+def test_kill_during_save(tmp_path, lake, delay):
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
         for _ in range(96):
@@ -48,7 +48,6 @@ def test_kill_during_save(tmp_path, lake_env, delay):
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stdout.close()
-    lake = eio.Lake()
     committed = _committed_artifacts_are_whole(lake)
     catalogued = lake.search(limit=None)
     assert len(catalogued) <= committed <= 1
@@ -98,7 +97,7 @@ def test_exception_at_each_step_leaves_nothing_visible(tmp_path, lake_env, monke
     with pytest.raises(eio.StorageError, match="space"):
         eio.save(files)
     store.faults = None
-    lake = eio.Lake()
-    assert lake.search() == []
-    assert list(lake.store.list("")) == []  # partial writes were removed
+    with eio.Lake() as lake:
+        assert lake.search() == []
+        assert list(lake.store.list("")) == []  # partial writes were removed
     assert store.staged == 0  # and nothing staged is left behind (no temporaries)

@@ -3,6 +3,7 @@ and their errnos checked. READDIRPLUS replies go to a fake ``readdir_reply``."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -357,8 +358,8 @@ def series(lake: Lake, tmp_path):
         data[a.id] = (d / "m.json").read_bytes()
         if i % 4 == 0:
             (d / "other.txt").write_text("x")
-            Lake(lake.settings.__class__.load(user="brenda")).save([str(d / "other.txt")],
-                                                                    based_on=[])
+            with Lake(lake.settings.__class__.load(user="brenda")) as brenda:
+                brenda.save([str(d / "other.txt")], based_on=[])
     return ids, data
 
 
@@ -428,8 +429,9 @@ def test_scan_read_ahead_prefetches_the_next_artifacts(lake, series, tmp_path):
         await trio.sleep(0.1)
         assert not ops.reader._prefetched  # not read ahead across artifacts
 
-    for phase in (ascending, descending, jumpy, big_files):
-        with_ops(counted, phase, readlog=readlog, scan=True)
+    with contextlib.closing(readlog):
+        for phase in (ascending, descending, jumpy, big_files):
+            with_ops(counted, phase, readlog=readlog, scan=True)
 
 
 def test_a_failed_prefetch_is_not_an_eio(lake, series):

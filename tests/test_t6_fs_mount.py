@@ -54,9 +54,9 @@ def populated(store_env: dict[str, str], tmp_path: Path) -> dict[str, object]:
     andy = lake.save([str(work / "train.csv"), str(work / "data")],
                      info={"type": "dataset_list", "stratification": "new-cool-method"},
                      tags=["dataset", "x*y"], based_on=[])
-    brenda_settings = Settings.load(user="brenda")
-    brenda = Lake(brenda_settings).save([str(work / "train.csv")], info={"type": "model"},
-                                        based_on=[andy.id])
+    with Lake(Settings.load(user="brenda")) as brenda_lake:
+        brenda = brenda_lake.save([str(work / "train.csv")], info={"type": "model"},
+                                  based_on=[andy.id])
     lake.close()
     return {"andy": andy, "brenda": brenda, "big": big, "work": work}
 

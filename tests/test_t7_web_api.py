@@ -27,7 +27,7 @@ from elliptio.errors import StorageError
 from elliptio.ids import id_time, new_id
 from elliptio.store.local import LocalStore
 from tests.fixtures.trees import FILES, expected_dirs, make_tree
-from tests.fixtures.web import Story, free_port, save_as
+from tests.fixtures.web import LiveServer, Story, free_port, save_as
 
 STORY_QUERY = "user=andy,since=10d,file=*.txt,tag=*dataset*"
 
@@ -661,7 +661,7 @@ def test_root_path_behind_a_reverse_proxy(web_story: Story, serve: Any):
 # -- the command --------------------------------------------------------------------------
 def test_eio_web_command_serves_and_stops_cleanly(web_story: Story, lake_env: dict[str, str]):
     port = free_port()
-    env = {**os.environ, **lake_env}
+    env = {**os.environ, **lake_env, "PYTHONWARNINGS": "always::ResourceWarning"}
     proc = subprocess.Popen([sys.executable, "-m", "elliptio", "web", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -687,6 +687,26 @@ def test_eio_web_command_serves_and_stops_cleanly(web_story: Story, lake_env: di
     assert f"http://127.0.0.1:{port}/" in out.decode()
     log = err.decode()
     assert "GET /api/search" in log and "not-logged" not in log and "token=%2A%2A%2A" in log
+    assert "ResourceWarning" not in log
+
+
+def test_server_shutdown_closes_the_lake(lake: Lake, monkeypatch: pytest.MonkeyPatch):
+    """The server's worker threads open the catalogue's connections; when the server shuts
+    down (ASGI lifespan), the lake is closed, so none is left open."""
+    from elliptio.web import create_app
+
+    closes: list[bool] = []
+    real_close = lake.close
+    monkeypatch.setattr(lake, "close", lambda: closes.append(True) or real_close())
+    server = LiveServer(create_app(lake), lifespan="on").start()
+    try:
+        assert httpx.get(f"{server.url}/api/health").status_code == 200
+        assert lake.catalogue._connections.open_count() >= 1  # type: ignore[attr-defined]
+        assert closes == []
+    finally:
+        server.stop()
+    assert closes == [True]
+    assert lake.catalogue._connections.open_count() == 0  # type: ignore[attr-defined]
 
 
 def test_api_json_is_plain_json(web_story: Story, http: httpx.Client):

@@ -1,6 +1,8 @@
 """The SQLite catalogue: the embedded default. Zero set-up, WAL mode, one file.
 
-One connection per thread (sqlite3 objects must not cross threads); writers wait up to
+One connection per thread (sqlite3 objects must not cross threads), each closed when its
+thread ends or when the catalogue closes (:class:`~elliptio.connections.PerThread`); writers
+wait up to
 ``BUSY_TIMEOUT`` seconds for a lock held by another process, then fail with a clear
 :class:`~elliptio.errors.CatalogueError`. The schema is created by :func:`create_tables`
 and its version checked on every open.
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from ..connections import PerThread
 from ..errors import CatalogueError, ConfigError
 from ..query import Query, compile_sql
 from .base import Catalogue, index_fields
@@ -104,23 +107,30 @@ class SQLiteCatalogue(Catalogue):
         self.url = url
         self.cache_kib = cache_kib
         self.path = _path_of(url)
-        self._local = threading.local()
+        self._connections = PerThread(self._connect, f"SQLite catalogue {self.path}")
         self._memory: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._db()  # open now: a bad path or corrupt file is reported at once
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            return db
         if self.path == ":memory:":
-            if self._memory is None:
-                self._memory = sqlite3.connect(":memory:", check_same_thread=False)
-                create_tables(self._memory)
-            return self._memory
+            with self._lock:
+                if self._memory is None:
+                    self._memory = sqlite3.connect(":memory:", check_same_thread=False)
+                    create_tables(self._memory)
+                return self._memory
+        return self._connections.get()
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                 check_same_thread=False)  # see PerThread
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "open") from exc
+        except OSError as exc:
+            raise CatalogueError(f"cannot open catalogue {self.path}: {exc.strerror}") from exc
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=OFF")
@@ -138,11 +148,11 @@ class SQLiteCatalogue(Catalogue):
                     f"catalogue {self.path} has schema version {version}, this ElliptIO "
                     f"needs {SCHEMA_VERSION}: rebuild it with `eio reindex` into a new file"
                 )
-        except sqlite3.Error as exc:
-            raise self._translate(exc, "open") from exc
-        except OSError as exc:
-            raise CatalogueError(f"cannot open catalogue {self.path}: {exc.strerror}") from exc
-        self._local.db = db
+        except BaseException as exc:
+            db.close()  # a connection that failed its set-up is nobody's
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc, "open") from exc
+            raise
         return db
 
     @staticmethod
@@ -287,10 +297,13 @@ class SQLiteCatalogue(Catalogue):
         return f"SQLite catalogue at {self.path}"
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close every thread's connection (an in-memory catalogue is gone then); a later
+        call opens a new one."""
+        self._connections.close()
+        with self._lock:
+            memory, self._memory = self._memory, None
+        if memory is not None:
+            memory.close()
 
 
 class _NoLock:

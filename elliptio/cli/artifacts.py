@@ -37,7 +37,8 @@ def save(ctx: click.Context, paths: tuple[str, ...], info_items: tuple[str, ...]
     info: dict[str, Any] = {}
     if info_file:
         try:
-            loaded = yaml.safe_load(open(info_file, encoding="utf-8"))
+            with open(info_file, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
         except (OSError, yaml.YAMLError) as exc:
             raise UsageError(f"cannot read info file {info_file}: {exc}") from None
         if not isinstance(loaded, dict):

@@ -82,10 +82,11 @@ def echo_json(data: Any) -> None:
 
 
 def lake_of(ctx: click.Context) -> Lake:
-    obj = ctx.find_root().obj
-    if "lake" not in obj:
-        obj["lake"] = Lake(Settings.load())
-    return obj["lake"]
+    root = ctx.find_root()
+    if "lake" not in root.obj:
+        root.obj["lake"] = lake = Lake(Settings.load())
+        root.call_on_close(lake.close)  # when the command ends, however it ends
+    return root.obj["lake"]
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

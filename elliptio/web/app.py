@@ -13,9 +13,10 @@ else is logged with its traceback and shown as a plain 500 page, never a stack t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -353,8 +354,15 @@ def _bug(request: Request, exc: Exception) -> Response:
                           "are in the server's log.")
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    yield
+    app.state.lake.close()  # the server's worker threads opened its connections
+
+
 def create_app(lake: Lake, token: str | None = None, root_path: str = "") -> ASGIApp:
-    """The ASGI application serving *lake*. See :mod:`elliptio.web`."""
+    """The ASGI application serving *lake* (see :mod:`elliptio.web`); it closes the lake
+    when the server shuts down (ASGI lifespan; a later use of the lake opens it again)."""
     get = ["GET"]
     routes = [
         Route("/", search_page, methods=get),
@@ -381,6 +389,6 @@ def create_app(lake: Lake, token: str | None = None, root_path: str = "") -> ASG
         HTTPException: _http_error,
         Exception: _bug,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=_lifespan)
     app.state.lake = lake
     return Guard(app, token, root_path)
