@@ -20,8 +20,17 @@ fi
 COMPILE=("$TOOLS/bin/pip-compile" -q --strip-extras --allow-unsafe --no-emit-index-url
          --no-emit-find-links --no-emit-trusted-host "$@")
 "${COMPILE[@]}" --extra test -o requirements/test.txt pyproject.toml
+# The test extra names elliptio[all], so pip-compile pins the project itself as
+# "elliptio @ file:///<this checkout>": a path that exists in no other clone. The project
+# is installed from the tree (setup.sh: pip install --no-deps -e .), never from the lock.
+drop_self() {
+    awk '/^elliptio @ /{skip=1; next} skip && /^ +#/{next} {skip=0; print}' "$1" > "$1.tmp"
+    mv "$1.tmp" "$1"
+}
+drop_self requirements/test.txt
 "${COMPILE[@]}" --extra fuse --extra web -c requirements/test.txt \
     -o requirements/run.txt pyproject.toml
+drop_self requirements/run.txt
 "$TOOLS/bin/uv" pip compile -q --resolution lowest-direct --python-version 3.11 \
     --extra test --no-header --annotation-style line -o requirements/lowest.txt pyproject.toml
 sed -i '1i # The test extra at the lower bounds pyproject.toml states: made by scripts/lock.sh\n# (uv pip compile --resolution lowest-direct --python-version 3.11 --extra test)' \

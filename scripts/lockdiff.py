@@ -25,9 +25,13 @@ def read_lock(path: Path) -> dict[str, str]:
     """{canonical name: version} of every `name==version` line of a pip-compile lock."""
     pins = {}
     for line in path.read_text().splitlines():
-        m = PIN.match(line.strip())
-        if m:
-            pins[canonical(m.group(1))] = m.group(2)
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        m = PIN.match(text)
+        if not m:  # e.g. "name @ file:///..." : a lock holds exact versions only
+            raise ValueError(f"{path}: not a name==version pin: {text!r}")
+        pins[canonical(m.group(1))] = m.group(2)
     return pins
 
 
