@@ -15,8 +15,29 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["PerThread"]
+__all__ = ["PerThread", "open_wal"]
+
+
+def open_wal(path: str, timeout: float,
+             set_up: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    """A connection to the SQLite file *path* (its directory made if needed) as
+    :class:`PerThread` wants it: autocommit, ``check_same_thread=False``, WAL journal,
+    ``synchronous=NORMAL``; then *set_up* (the owner's pragmas and schema). A connection
+    whose set-up fails is closed before the error goes on; ``OSError`` and
+    ``sqlite3.Error`` reach the caller untranslated, to say in its own words."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                         check_same_thread=False)  # see PerThread
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        set_up(db)
+    except BaseException:
+        db.close()  # a connection that failed its set-up is nobody's
+        raise
+    return db
 
 
 class PerThread:

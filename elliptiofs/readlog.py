@@ -42,11 +42,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 
 import trio
 
-from elliptio.connections import PerThread
+from elliptio.connections import PerThread, open_wal
 from elliptio.errors import ConfigError, ElliptioError
 
 from . import procinfo
@@ -177,31 +176,22 @@ class ReadLog:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
-                                 check_same_thread=False)  # see PerThread
+            return open_wal(self.path, BUSY_TIMEOUT, self._set_up)
         except sqlite3.Error as exc:
             raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
         except OSError as exc:
             raise ReadLogError(f"cannot open read log {self.path}: {exc.strerror}") from exc
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            has = db.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                             "AND name='schema'").fetchone()
-            if has is None:
-                create_tables(db)  # idempotent: two processes may race to create it
-            else:
-                (version,) = db.execute("SELECT version FROM schema").fetchone()
-                if version != SCHEMA_VERSION:
-                    raise ReadLogError(f"read log {self.path} has schema version {version}, "
-                                       f"this ElliptIO needs {SCHEMA_VERSION}")
-        except BaseException as exc:
-            db.close()  # a connection that failed its set-up is nobody's
-            if isinstance(exc, sqlite3.Error):
-                raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
-            raise
-        return db
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        has = db.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                         "AND name='schema'").fetchone()
+        if has is None:
+            create_tables(db)  # idempotent: two processes may race to create it
+        else:
+            (version,) = db.execute("SELECT version FROM schema").fetchone()
+            if version != SCHEMA_VERSION:
+                raise ReadLogError(f"read log {self.path} has schema version {version}, "
+                                   f"this ElliptIO needs {SCHEMA_VERSION}")
 
     def record(self, scope: str, artifact_id: str, *, pid: int = 0, uid: int = 0) -> None:
         """Record that *scope* read *artifact_id*. Idempotent; committed on return."""

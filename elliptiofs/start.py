@@ -69,17 +69,13 @@ def check_mountpoint(path: str) -> str:
 def check_lake(lake: Lake) -> None:
     """Reach the store and the catalogue once, so a wrong URL fails the start, not the
     first `ls`."""
-    try:
-        lake.store.check()
-    except ConfigError as exc:
-        raise StartError(str(exc), EXIT_CONFIG) from None
-    except ElliptioError as exc:
-        raise StartError(f"cannot use the store {lake.settings.store}: {exc}",
-                         EXIT_STORE) from None
-    try:
-        lake.catalogue.check()
-    except ConfigError as exc:
-        raise StartError(str(exc), EXIT_CONFIG) from None
-    except ElliptioError as exc:
-        raise StartError(f"cannot use the catalogue {lake.settings.catalogue}: {exc}",
-                         EXIT_CATALOGUE) from None
+    for what, part, url, code in (("store", lambda: lake.store, lake.settings.store,
+                                   EXIT_STORE),
+                                  ("catalogue", lambda: lake.catalogue,
+                                   lake.settings.catalogue, EXIT_CATALOGUE)):
+        try:
+            part().check()
+        except ConfigError as exc:
+            raise StartError(str(exc), EXIT_CONFIG) from None
+        except ElliptioError as exc:
+            raise StartError(f"cannot use the {what} {url}: {exc}", code) from None

@@ -70,15 +70,14 @@ want_version=$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3]
 # lock, never the lock plus leftovers), or always for "newest": a resolution must not start
 # from what is there. The test lock holds the demo's (scripts/lock.sh), so an environment
 # set up for the tests serves the demo as it is.
-lock_id() { cat "$1" pyproject.toml | sha256sum | cut -c1-16; }
+# The marker .elliptio-lock says which lock, at which content, from which Python.
+lock_id() { echo "$1 $(cat "$1" pyproject.toml | sha256sum | cut -c1-16) $want_version"; }
 have=$(cat "$VENV/.elliptio-lock" 2>/dev/null || true)
-want="$LOCK $(lock_id "$LOCK")"
-test_lock="requirements/test.txt $(lock_id requirements/test.txt)"
+want=$(lock_id "$LOCK")
 if [ "$DEPS" != newest ] && [ -x "$VPY" ] \
    && ! grep -qi '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg" 2>/dev/null \
-   && [ "$("$VPY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)" \
-        = "$want_version" ] \
-   && { [ "$have" = "$want" ] || { [ "$MODE" = demo ] && [ "$have" = "$test_lock" ]; }; }
+   && { [ "$have" = "$want" ] \
+        || { [ "$MODE" = demo ] && [ "$have" = "$(lock_id requirements/test.txt)" ]; }; }
 then
     echo "setup: $VENV is up to date with $(echo "$have" | cut -d' ' -f1)"
     exit 0

@@ -14,11 +14,10 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ..connections import PerThread
+from ..connections import PerThread, open_wal
 from ..errors import CatalogueError, ConfigError
 from ..query import Query, compile_sql
 from .base import Catalogue, index_fields
@@ -123,37 +122,28 @@ class SQLiteCatalogue(Catalogue):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
-                                 check_same_thread=False)  # see PerThread
+            return open_wal(self.path, BUSY_TIMEOUT, self._set_up)
         except sqlite3.Error as exc:
             raise self._translate(exc, "open") from exc
         except OSError as exc:
             raise CatalogueError(f"cannot open catalogue {self.path}: {exc.strerror}") from exc
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=OFF")
-            # the default 2 MB page cache thrashes on the secondary indexes of a large
-            # catalogue (bulk reindex slowed 4x by 250k artifacts); pages are allocated
-            # only as used
-            db.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
-            version = self._version(db)
-            if version is None:
-                with db:
-                    db.execute("BEGIN IMMEDIATE")
-                    create_tables(db)
-            elif version != SCHEMA_VERSION:
-                raise CatalogueError(
-                    f"catalogue {self.path} has schema version {version}, this ElliptIO "
-                    f"needs {SCHEMA_VERSION}: rebuild it with `eio reindex` into a new file"
-                )
-        except BaseException as exc:
-            db.close()  # a connection that failed its set-up is nobody's
-            if isinstance(exc, sqlite3.Error):
-                raise self._translate(exc, "open") from exc
-            raise
-        return db
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA foreign_keys=OFF")
+        # the default 2 MB page cache thrashes on the secondary indexes of a large
+        # catalogue (bulk reindex slowed 4x by 250k artifacts); pages are allocated
+        # only as used
+        db.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
+        version = self._version(db)
+        if version is None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                create_tables(db)
+        elif version != SCHEMA_VERSION:
+            raise CatalogueError(
+                f"catalogue {self.path} has schema version {version}, this ElliptIO "
+                f"needs {SCHEMA_VERSION}: rebuild it with `eio reindex` into a new file"
+            )
 
     @staticmethod
     def _version(db: sqlite3.Connection) -> int | None:
