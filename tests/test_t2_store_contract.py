@@ -4,10 +4,12 @@ ranged downloads happen with files of a few MiB."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,59 @@ def test_remove_orphan(store: Store, tmp_path: Path) -> None:
     assert store.remove_orphan(orphan) == 2
     assert list(store.list(orphan)) == []
     assert orphan not in set(store.list_artifact_dirs())
+
+
+def test_list_stat_gives_sizes_and_times(store: Store) -> None:
+    before = time.time()
+    store.put_bytes(f"{PREFIX}/a", b"a")
+    store.put_bytes(f"{PREFIX}/deep/b", b"bbb")
+    after = time.time()
+    stats = {o.key: o for o in store.list_stat(PREFIX)}
+    assert set(stats) == set(store.list(PREFIX)) == {f"{PREFIX}/a", f"{PREFIX}/deep/b"}
+    assert (stats[f"{PREFIX}/a"].size, stats[f"{PREFIX}/deep/b"].size) == (1, 3)
+    for o in stats.values():  # S3 times are whole seconds: a little slack
+        assert before - 2 <= o.mtime <= after + 2, (o, before, after)
+    listed = store.inventory(PREFIX)
+    assert {o.key for o in listed if o.kind == "object"} == set(stats)
+    assert max(o.mtime for o in listed) >= max(o.mtime for o in stats.values())
+    assert set(store.inventory(PREFIX)) == set(listed)  # unchanged: an equal listing
+
+
+def test_remove_orphan_removes_only_what_was_listed(store: Store) -> None:
+    orphan = "2026/11/24/andy/01cccccccccccccccccccccccc"
+    store.put_bytes(f"{orphan}/a", b"a")
+    listed = store.inventory(orphan)
+    store.put_bytes(f"{orphan}/late", b"written after the listing")
+    assert store.remove_orphan(orphan, listed) == 1
+    assert list(store.list(orphan)) == [f"{orphan}/late"]
+    assert store.read_bytes(f"{orphan}/late") == b"written after the listing"
+
+
+def test_remove_orphan_refuses_once_metadata_appears(store: Store) -> None:
+    orphan = "2026/11/24/andy/01cccccccccccccccccccccccc"
+    store.put_bytes(f"{orphan}/a", b"a")
+    listed = store.inventory(orphan)
+    store.put_bytes(f"{orphan}/.eio/metadata.yaml", b"id: x")  # the save committed
+    with pytest.raises(Immutable):
+        store.remove_orphan(orphan, listed)
+    assert sorted(store.list(orphan)) == [f"{orphan}/.eio/metadata.yaml", f"{orphan}/a"]
+
+
+def test_remove_orphan_never_deletes_metadata_even_if_listed(store: Store,
+                                                             monkeypatch) -> None:
+    """Even when the re-check misses it (a window, a lying server), a listed
+    metadata.yaml is not deleted."""
+    orphan = "2026/11/24/andy/01cccccccccccccccccccccccc"
+    store.put_bytes(f"{orphan}/a", b"a")
+    store.put_bytes(f"{orphan}/.eio/metadata.yaml", b"id: x")
+    listed = store.inventory(orphan)
+    assert f"{orphan}/.eio/metadata.yaml" in {o.key for o in listed}
+    real_exists = store.exists
+    monkeypatch.setattr(store, "exists", lambda key: False if key.endswith("metadata.yaml")
+                        else real_exists(key))
+    with contextlib.suppress(Immutable):  # the in-memory store checks under its lock
+        store.remove_orphan(orphan, listed)
+    assert store.read_bytes(f"{orphan}/.eio/metadata.yaml") == b"id: x"
 
 
 def test_source_changed_after_staging(store: Store, tmp_path: Path) -> None:

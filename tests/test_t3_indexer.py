@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -250,8 +251,12 @@ def test_fsck_finds_every_kind_of_problem(lake, tmp_path):
         sorted([f"{a.id}/b.txt", f"{c.id}/b.txt", f"{d.id}/x.bin"])
     assert all(b.id not in m for m in full.mismatches)  # b shares a's a.txt, intact
 
-    kept = indexer.fsck(lake, remove_orphans=True, orphan_min_age=3600)
+    kept = indexer.fsck(lake, remove_orphans=True)  # written just now: a save may be running
     assert kept.orphans == [orphan] and kept.removed_orphans == []
+    assert [k.split(": ")[0] for k in kept.kept_orphans] == [orphan]
+    two_days_ago = time.time() - 2 * 86400  # older than the default minimum age, a day
+    for p in [store_root / orphan, *(store_root / orphan).rglob("*")]:
+        os.utime(p, (two_days_ago, two_days_ago))
     removed = indexer.fsck(lake, remove_orphans=True)
     assert removed.removed_orphans == [orphan] and not (store_root / orphan).exists()
     assert indexer.fsck(lake).orphans == []

@@ -10,6 +10,7 @@ import click
 from .. import indexer
 from ..config import DAEMON_KEYS, Settings, read_config
 from ..errors import UsageError
+from ..indexer.orphans import ORPHAN_MIN_AGE, ORPHAN_MIN_AGE_FLOOR
 from .output import echo_json, json_option, lake_of
 
 
@@ -55,10 +56,13 @@ def reindex(ctx: click.Context, since: str | None, to_url: str | None, full: boo
 @click.command()
 @click.option("--verify", is_flag=True, help="Re-read every object and check its sha256.")
 @click.option("--remove-orphans", is_flag=True,
-              help="Remove what interrupted saves left (never a committed artifact).")
-@click.option("--orphan-min-age", type=click.FloatRange(0), default=0.0, show_default=True,
-              metavar="SECONDS", help="Only treat artifact directories older than this as "
-              "orphans (a save in progress looks like one until it commits).")
+              help="Remove what interrupted saves left (never a committed artifact, never "
+              "a metadata.yaml; what is kept is reported with why).")
+@click.option("--orphan-min-age", type=click.FloatRange(ORPHAN_MIN_AGE_FLOOR),
+              default=ORPHAN_MIN_AGE, show_default=True, metavar="SECONDS",
+              help="Remove an orphan only when nothing under it was written for this long, "
+              "measured from its newest object: 86400 (one day) by default, at least 3600 "
+              "(a save in progress looks like an orphan until it commits).")
 @json_option
 @click.pass_context
 def fsck(ctx: click.Context, verify: bool, remove_orphans: bool, orphan_min_age: float,

@@ -19,8 +19,9 @@ interrupted and run again.
 - :func:`lambda_handler` — AWS Lambda entry point for S3 ``ObjectCreated`` notifications
   on ``.eio/metadata.yaml`` (see docs/indexer.md).
 
-They live in :mod:`.rebuild` (reindex, migrate, copy_catalogue), :mod:`.compare` (fsck)
-and :mod:`.events` (the Lambda handler), over :mod:`.reading` (the store's metadata keys,
+They live in :mod:`.rebuild` (reindex, migrate, copy_catalogue), :mod:`.compare` (fsck,
+with its orphans in :mod:`.orphans`: removed only when certainly abandoned) and
+:mod:`.events` (the Lambda handler), over :mod:`.reading` (the store's metadata keys,
 read and checked).
 """
 

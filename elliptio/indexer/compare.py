@@ -8,13 +8,12 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..catalogue import Catalogue
-from ..errors import Immutable, IntegrityError, NotFound, StorageError
-from ..ids import id_time
+from ..errors import IntegrityError, NotFound, StorageError
+from . import orphans
 from .reading import BATCH, READERS, chunks, read_metadata
 
 if TYPE_CHECKING:
@@ -29,6 +28,7 @@ class FsckReport:
     missing_from_store: list[str] = field(default_factory=list)  # catalogued, no metadata.yaml
     orphans: list[str] = field(default_factory=list)  # prefixes left by interrupted saves
     removed_orphans: list[str] = field(default_factory=list)
+    kept_orphans: list[str] = field(default_factory=list)  # "<prefix>: why not removed"
     mismatches: list[str] = field(default_factory=list)  # "<id>/<path>: why"
     malformed: list[str] = field(default_factory=list)  # "<key>: why"
     checked: int = 0  # artifacts whose metadata was read
@@ -43,16 +43,16 @@ class FsckReport:
 
 def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
          progress: Callable[[int], None] | None = None, catalogue: Catalogue | None = None,
-         orphan_min_age: float = 0.0, readers: int = READERS) -> FsckReport:
+         orphan_min_age: float = orphans.ORPHAN_MIN_AGE, readers: int = READERS) -> FsckReport:
     """Compare the store with the catalogue. Read-only unless *remove_orphans*.
 
     Without *verify* each file's size is checked (one stat/HEAD per object); with it every
     object is read and hashed (shared, deduplicated objects once). *remove_orphans* removes
-    what interrupted saves left, only under prefixes without metadata.yaml and older than
-    *orphan_min_age* seconds (a save in progress looks like an orphan until it commits;
-    objects an S3 lock still protects stay and are reported). Artifacts committed while
-    fsck runs are re-checked before being reported missing. *progress* is called once per
-    artifact checked.
+    what interrupted saves left, only what is certainly abandoned: nothing written under the
+    prefix for *orphan_min_age* seconds (default one day, never less than an hour), no
+    metadata.yaml, and unchanged while fsck looks (see :mod:`.orphans`); what is kept is in
+    ``kept_orphans`` with why. Artifacts committed while fsck runs are re-checked before
+    being reported missing. *progress* is called once per artifact checked.
     """
     report = FsckReport()
     store, cat = lake.store, catalogue or lake.catalogue
@@ -66,28 +66,10 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
         else:
             committed[k.id] = key
             committed_prefixes.add(k.prefix)
-    now = datetime.now(UTC)
-    for prefix in sorted(set(store.list_artifact_dirs("")) - committed_prefixes):
-        d = layout.parse_key(prefix)
-        if d is None:
-            continue
-        aid = d.id
-        if store.exists(layout.metadata_key(prefix)):
-            continue  # committed since the listing
-        report.orphans.append(prefix)
-        if remove_orphans:
-            if (now - id_time(aid)).total_seconds() < orphan_min_age:
-                log.info("orphan %s is younger than %ss: kept (a save may be running)",
-                         prefix, orphan_min_age)
-                continue
-            try:
-                store.remove_orphan(prefix)
-                if any(True for _ in store.list(prefix + "/")):
-                    log.warning("orphan %s: some objects are still locked", prefix)
-                else:
-                    report.removed_orphans.append(prefix)
-            except (Immutable, StorageError) as exc:
-                log.warning("cannot remove orphan %s: %s", prefix, exc)
+    swept = orphans.sweep(store, committed_prefixes, remove=remove_orphans,
+                          min_age=orphan_min_age)
+    report.orphans, report.removed_orphans = swept.orphans, swept.removed
+    report.kept_orphans = swept.kept
 
     checked_objects: dict[str, str | None] = {}  # object key -> problem (None: fine)
     counter_lock = threading.Lock()

@@ -13,7 +13,7 @@ listed, with why, in :mod:`elliptio.store.retry`).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -30,6 +30,32 @@ class Digest:
 
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One thing a store holds under a key, with what ``eio fsck`` needs to judge an orphan.
+
+    *mtime* is the POSIX time it was last written. *kind* is ``"object"`` (a committed
+    key, or on S3 one version of it), ``"marker"`` (an S3 delete marker), ``"upload"`` (an
+    S3 incomplete multipart upload; *mtime* is its newest part), ``"temporary"`` (a local
+    ``.eio-tmp-*`` file being written or left by a kill) or ``"directory"`` (a local
+    directory, which may be all a save has made yet). *version* is the S3 version id, or
+    the upload id of an upload; ``""`` elsewhere. Two listings of an unchanged prefix give
+    equal objects, so comparing them shows whether anything was written in between.
+    """
+
+    key: str
+    size: int
+    mtime: float
+    version: str = ""
+    kind: str = "object"
+
+
+def is_metadata_key(key: str) -> bool:
+    """True for an artifact's commit point, ``.../.eio/metadata.yaml``: the one kind of key
+    :meth:`Store.remove_orphan` never deletes, whatever it is given."""
+    return key == ".eio/metadata.yaml" or key.endswith("/.eio/metadata.yaml")
 
 
 class Staged(abc.ABC):
@@ -89,7 +115,8 @@ class Store(abc.ABC):
     - Reads raise ``NotFound`` for a missing key, ``StorageError`` after retries otherwise.
     - All methods are safe to call from several threads at once.
     - Nothing here deletes a committed key, except :meth:`remove_orphan`, which refuses
-      to touch a prefix that holds an artifact's ``metadata.yaml``.
+      to touch a prefix that holds an artifact's ``metadata.yaml`` and never deletes a
+      ``metadata.yaml`` key.
     """
 
     #: the URL this store was opened with (``file:///...``, ``s3://bucket/prefix``)
@@ -140,6 +167,19 @@ class Store(abc.ABC):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every committed key under *prefix* (``""`` = the whole store), in no set order."""
 
+    @abc.abstractmethod
+    def list_stat(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Every committed key under *prefix*, as :meth:`list` gives them, with its size and
+        last-modified time (one listing: no request per key)."""
+
+    def inventory(self, prefix: str) -> list[StoredObject]:
+        """Everything under the artifact directory *prefix* that :meth:`remove_orphan`
+        would remove: the committed keys and what interrupted writes left (local
+        temporaries and directories; S3 versions, delete markers and incomplete uploads).
+        For ``eio fsck``, which judges an orphan's age by its newest entry and removes only
+        what it listed."""
+        return list(self.list_stat(prefix.rstrip("/") + "/"))
+
     def list_metadata(self, prefix: str = "") -> Iterator[str]:
         """Every ``.../.eio/metadata.yaml`` key under *prefix*."""
         for key in self.list(prefix):
@@ -166,10 +206,16 @@ class Store(abc.ABC):
         raise UsageError(f"{self.url} is not an S3 store: no presigned URL")
 
     @abc.abstractmethod
-    def remove_orphan(self, prefix: str) -> int:
+    def remove_orphan(self, prefix: str, listed: Collection[StoredObject] | None = None
+                      ) -> int:
         """Remove what an interrupted save left under *prefix* (an artifact directory).
 
-        Refuses (``Immutable``) if ``<prefix>/.eio/metadata.yaml`` exists. Returns the
+        Refuses (``Immutable``) if ``<prefix>/.eio/metadata.yaml`` exists, checked after
+        *listed* was made and before anything is deleted. With *listed* (an
+        :meth:`inventory` of *prefix*) only those entries are removed, and on stores that
+        can tell, only if unchanged since: anything written after the listing stays.
+        Without it the store lists the prefix itself first. A ``metadata.yaml`` key is
+        never deleted, even if listed; nothing outside *prefix* is touched. Returns the
         number of objects removed; objects whose lock forbids removal are left and counted
         as not removed.
         """

@@ -15,7 +15,8 @@ Objects are ``bytes``: nobody can change one in place.
 
 For tests, :attr:`MemoryStore.faults` (one for every store of the name) is called as
 ``faults(operation, key)`` before each operation (``stage``, ``commit``, ``put_bytes``,
-``exists``, ``size``, ``read_range``, ``open``, ``download``, ``list``,
+``exists``, ``size``, ``read_range``, ``open``, ``download``, ``list`` (also for
+``list_stat`` and ``inventory``),
 ``remove_orphan``, ``seal``), and what it raises, the operation raises, before anything
 changed: a store made to fail without patching its internals. :attr:`MemoryStore.staged`
 counts the staged copies neither committed nor discarded.
@@ -27,13 +28,14 @@ import io
 import re
 import secrets
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import BinaryIO
 from urllib.parse import quote, urlparse
 
 from ..errors import ConfigError, Immutable, NotFound, StorageError
-from .base import Digest, Progress, Staged, Store, check_key
+from .base import Digest, Progress, Staged, Store, StoredObject, check_key, is_metadata_key
 from .files import copy_hashing, download_from, os_error
 
 #: called as ``faults(operation, key)`` before each operation; raises to make it fail
@@ -47,6 +49,7 @@ class _Objects:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.data: dict[str, bytes] = {}
+        self.mtimes: dict[str, float] = {}  # key -> when it was published (POSIX time)
         self.sealed: set[str] = set()  # artifact prefixes closed to new keys
         self.staged = 0
         self.faults: Faults | None = None
@@ -141,6 +144,7 @@ class MemoryStore(Store):
             if key in objects.data:
                 raise Immutable(f"{key}: already exists and is locked")
             objects.data[key] = data
+            objects.mtimes[key] = time.time()
 
     def _under(self, prefix: str) -> list[str]:
         """The committed keys under *prefix* (``""``: all), sorted."""
@@ -207,12 +211,21 @@ class MemoryStore(Store):
         self._fault("list", prefix)
         return iter(self._under(prefix))
 
+    def list_stat(self, prefix: str = "") -> Iterator[StoredObject]:
+        self._fault("list", prefix)
+        keys = self._under(prefix)
+        with self._objects.lock:
+            found = [(k, self._objects.data.get(k), self._objects.mtimes.get(k, 0.0))
+                     for k in keys]
+        return iter([StoredObject(k, len(d), t) for k, d, t in found if d is not None])
+
     def url_for(self, key: str) -> str:
         check_key(key)
         return f"{self.url}/{quote(key)}"
 
     # -- housekeeping ----------------------------------------------------------------
-    def remove_orphan(self, prefix: str) -> int:
+    def remove_orphan(self, prefix: str, listed: Collection[StoredObject] | None = None
+                      ) -> int:
         top = prefix.rstrip("/")
         check_key(top)
         self._fault("remove_orphan", top)
@@ -220,9 +233,14 @@ class MemoryStore(Store):
         with objects.lock:
             if f"{top}/.eio/metadata.yaml" in objects.data:
                 raise Immutable(f"{prefix} is a committed artifact; it cannot be removed")
-            gone = [k for k in objects.data if k.startswith(top + "/")]
+            mine = [k for k in objects.data if k.startswith(top + "/")]
+            if listed is not None:  # only what was listed, and only if unchanged since
+                wanted = {(o.key, o.mtime) for o in listed}
+                mine = [k for k in mine if (k, objects.mtimes.get(k, 0.0)) in wanted]
+            gone = [k for k in mine if not is_metadata_key(k)]
             for k in gone:
                 del objects.data[k]
+                objects.mtimes.pop(k, None)
         return len(gone)
 
     def check(self) -> str:

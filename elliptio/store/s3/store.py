@@ -10,13 +10,13 @@ docstring); the parts reach the shared things through the store (``client``, ``p
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from ...errors import NotFound, UsageError
-from ..base import Digest, Progress, Staged, Store
+from ..base import Digest, Progress, Staged, Store, StoredObject
 from . import bucket, download, fastpath, keys, listing, orphans, pool, reads, upload
 from .client import make_client
 from .errors import call
@@ -107,6 +107,12 @@ class S3Store(Store):
     def list(self, prefix: str = "") -> Iterator[str]:
         return listing.keys(self, prefix)
 
+    def list_stat(self, prefix: str = "") -> Iterator[StoredObject]:
+        return listing.objects(self, prefix)
+
+    def inventory(self, prefix: str) -> list[StoredObject]:
+        return listing.versions(self, prefix.rstrip("/"))
+
     def list_artifact_dirs(self, prefix: str = "") -> Iterator[str]:
         return listing.artifact_dirs(self, prefix)
 
@@ -127,8 +133,9 @@ class S3Store(Store):
             ExpiresIn=int(expires)))
 
     # -- housekeeping (.orphans, .bucket) ----------------------------------------------
-    def remove_orphan(self, prefix: str) -> int:
-        return orphans.remove_orphan(self, prefix)
+    def remove_orphan(self, prefix: str, listed: Collection[StoredObject] | None = None
+                      ) -> int:
+        return orphans.remove_orphan(self, prefix, listed)
 
     def check(self) -> str:
         return self.lock.check(self)
