@@ -224,7 +224,7 @@ def reindex_rate(lake: Lake, root: Path, name: str) -> tuple[str, str]:
     t = time.perf_counter()
     report = indexer.reindex(lake, catalogue=target)
     dt = time.perf_counter() - t
-    assert report.indexed == report.scanned and not report.malformed, report
+    assert report.indexed == report.scanned and not report.quarantined, report
     t = time.perf_counter()
     again = indexer.reindex(lake, catalogue=target)
     dt2 = time.perf_counter() - t

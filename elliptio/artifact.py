@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ import yaml
 
 from . import layout
 from .errors import IntegrityError, NotFound, UsageError
+from .verified import verified_open
 
 if TYPE_CHECKING:
     from .query import Query
@@ -126,6 +127,14 @@ class ArtifactFile:
     object: str  # store key of the bytes (another artifact's when deduplicated)
     _lake: ArtifactSource = field(repr=False, compare=False)
     deduplicated: bool = False  # True when the bytes are another artifact's object
+    #: why the entry breaks the store's rules (layout.entry_problem): then every read
+    #: refuses it with IntegrityError, whatever the catalogue holds
+    problem: str | None = field(default=None, compare=False)
+
+    def _checked(self) -> str:
+        if self.problem is not None:
+            raise IntegrityError(f"{self.artifact_id}: refused: {self.problem}")
+        return self.object
 
     @property
     def name(self) -> str:
@@ -134,25 +143,28 @@ class ArtifactFile:
     @property
     def url(self) -> str:
         """Where the bytes are: ``file:///...`` (local store) or ``s3://bucket/key``."""
-        return self._lake.store.url_for(self.object)
+        return self._lake.store.url_for(self._checked())
 
     @property
     def s3_url(self) -> str | None:
         """``s3://bucket/key`` (pandas/fsspec read it with the standard AWS environment), or
         None on a local store."""
-        return self._lake.store.s3_url(self.object)
+        return self._lake.store.s3_url(self._checked())
 
     def presign(self, expires: int = 3600) -> str:
         """A presigned HTTPS URL valid for *expires* seconds (S3 stores only)."""
-        return self._lake.store.presign(self.object, expires)
+        return self._lake.store.presign(self._checked(), expires)
 
     def open(self) -> BinaryIO:
-        """A readable, seekable binary file object (bytes are not verified; see read_bytes)."""
-        return self._lake.store.open(self.object)
+        """A readable, seekable binary file object. Read in order to its end, the bytes
+        are checked against the recorded sha256: the read that would complete a file
+        whose bytes differ raises ``IntegrityError`` (see :mod:`elliptio.verified`)."""
+        raw = self._lake.store.open(self._checked())
+        return verified_open(raw, f"{self.artifact_id}/{self.path}", self.sha256, self.size)
 
     def read_bytes(self) -> bytes:
         """The whole content, verified against the recorded sha256."""
-        data = self._lake.store.read_bytes(self.object)
+        data = self._lake.store.read_bytes(self._checked())
         if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
             raise IntegrityError(f"{self.artifact_id}/{self.path}: content does not match its "
                                  "recorded sha256")
@@ -174,7 +186,7 @@ class ArtifactFile:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create {target.parent}: {exc.strerror}") from exc
-        digest = self._lake.store.download(self.object, str(target), progress)
+        digest = self._lake.store.download(self._checked(), str(target), progress)
         if digest.sha256 != self.sha256 or digest.size != self.size:
             target.unlink(missing_ok=True)
             raise IntegrityError(
@@ -309,8 +321,8 @@ class Artifact:
 
     @property
     def files(self) -> Files:
-        return Files({f["path"]: self._file(f) for f in self.metadata["files"]},
-                     f"artifact {self.id}")
+        items = (self._file(f) for f in self.metadata.get("files") or [])
+        return Files({f.path: f for f in items}, f"artifact {self.id}")
 
     @property
     def dirs(self) -> list[str]:
@@ -322,10 +334,15 @@ class Artifact:
     def logs(self) -> Logs:
         items = {}
         for name, entry in (self.metadata.get("logs") or {}).items():
-            items[name] = self._file(entry)
+            items[name] = self._file(entry, "log")
         return Logs(items, f"artifact {self.id}")
 
-    def _file(self, entry: Mapping[str, Any]) -> ArtifactFile:
+    def _file(self, entry: Any, kind: str = "file") -> ArtifactFile:
+        problem = layout.entry_problem(self.metadata, entry, kind)
+        if problem is not None:
+            e = entry if isinstance(entry, Mapping) else {}
+            return ArtifactFile(self.id, str(e.get("path", "?")), 0, "", "", self._lake,
+                                problem=problem)
         obj = str(entry["object"])
         return ArtifactFile(self.id, str(entry["path"]), int(entry["size"]),
                             str(entry["sha256"]), obj, self._lake,
@@ -338,15 +355,25 @@ class Artifact:
     def children(self, transitive: bool = False) -> list[Artifact]:
         return self._lake.search(based_on=self.id, transitive=transitive, limit=None)
 
-    def download(self, dest: str | os.PathLike[str] = ".", *, progress: Any = None) -> Path:
-        """Download every file to ``dest/<id>/`` keeping relative paths, and make its
-        empty directories; returns that dir. Hostile ``dirs`` in the metadata are refused
-        (``IntegrityError``) before anything is written."""
+    def download(self, dest: str | os.PathLike[str] = ".", *, progress: Any = None,
+                 paths: Iterable[str] | None = None) -> Path:
+        """Download every file (or those of *paths*) to ``dest/<id>/`` keeping relative
+        paths, verified, and (without *paths*) make its empty directories; returns that
+        dir. Before anything is written, every chosen file and directory is checked: a
+        refused entry (``layout.entry_problem``: a path such as ``../x`` or ``/abs``, an
+        object outside the rules) or hostile ``dirs`` raise ``IntegrityError``; a target
+        that would resolve outside ``dest/<id>/`` (a symlink planted there) too."""
         root = Path(dest) / self.id
-        dirs = self.dirs
-        for path, f in self.files.items():
-            target = root / path
+        files = self.files
+        chosen = [files[p] for p in paths] if paths is not None else list(files.values())
+        dirs = self.dirs if paths is None else []
+        for f in chosen:
+            f._checked()
+        for f in chosen:
+            target = root / f.path
             target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.resolve().is_relative_to(root.resolve()):
+                raise IntegrityError(f"{self.id}/{f.path}: would be written outside {root}")
             f.download(target, progress=progress)
         for d in dirs:
             try:

@@ -16,14 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import layout, lineage, provenance
-from .artifact import FORMAT_VERSION, Artifact, dump_metadata, load_metadata
+from .artifact import FORMAT_VERSION, Artifact, dump_metadata
 from .catalogue import Catalogue, open_catalogue
 from .config import Settings, valid_user
-from .errors import CatalogueError, NotFound, QueryError, UsageError
+from .errors import CatalogueError, IntegrityError, NotFound, QueryError, StorageError, UsageError
 from .ids import ID_RE, check_id, id_time, new_id
 from .inputs import Entry, SourceSpec, resolve_inputs
 from .query import Query
 from .store import Store, open_store
+from .trust import MAX_METADATA_BYTES, accept_metadata
 from .validate import check_ids, check_info, check_tags
 from .version import __version__
 
@@ -42,6 +43,7 @@ class Lake:
         self._store = store
         self._catalogue = catalogue
         self._lock = threading.Lock()
+        self._verified: set[tuple[str, str, int]] = set()  # dedup objects re-hashed
 
     @property
     def store(self) -> Store:
@@ -188,9 +190,8 @@ class Lake:
                 with claim:
                     key = by_digest.get((d.sha256, d.size))
                 if key is None:
-                    existing = catalogue_object(catalogue, d.sha256, d.size)
-                    if existing and store.exists(existing):
-                        key = existing
+                    key = next((c for c in catalogue_objects(catalogue, d.sha256, d.size)
+                                if self._known_good(store, c, d.sha256, d.size)), None)
                 with claim:
                     key = key or by_digest.get((d.sha256, d.size))
                     mine = key is None
@@ -216,6 +217,34 @@ class Lake:
                 for f in futures:
                     f.cancel()
                 raise
+
+    def _known_good(self, store: Store, key: str, sha256: str, size: int) -> bool:
+        """Whether the existing object *key* may stand in for bytes with this digest:
+        dedup never lends trust. The catalogue's claim (anyone's metadata) is not enough:
+        the key must be a file of the store layout outside any ``.eio/``, and its bytes are
+        re-read and hashed now (once per process and object). A save that cannot verify
+        stores its own bytes."""
+        k = layout.parse_key(key)
+        if k is None or not k.path or k.path.split("/", 1)[0] == ".eio":
+            return False
+        if (key, sha256, size) in self._verified:
+            return True
+        h = hashlib.sha256()
+        n = 0
+        try:
+            with store.open(key) as fh:
+                while n <= size and (chunk := fh.read(1 << 20)):
+                    h.update(chunk)
+                    n += len(chunk)
+        except (NotFound, StorageError) as exc:
+            log.debug("dedup candidate %s unreadable: %s", key, exc)
+            return False
+        if n != size or h.hexdigest() != sha256:
+            log.warning("dedup: %s does not hold the bytes the catalogue records for it; "
+                        "this save stores its own (eio fsck --verify reports it)", key)
+            return False
+        self._verified.add((key, sha256, size))
+        return True
 
     def _remove_partial(self, store: Store, prefix: str) -> None:
         try:
@@ -251,12 +280,19 @@ class Lake:
     def _metadata_from_store(self, artifact_id: str) -> dict[str, Any] | None:
         # The id carries its creation date, so the store can be searched without the
         # catalogue (a save whose catalogue write failed is still loadable).
+        # Only accepted metadata (elliptio.trust) is returned; without a catalogue to say
+        # which claim came first, an id claimed at two prefixes is refused.
         day = f"{id_time(artifact_id):%Y/%m/%d}/"
-        for key in self.store.list_metadata(day):
-            k = layout.parse_key(key)
-            if k is not None and k.is_metadata and k.id == artifact_id:
-                return load_metadata(self.store.read_bytes(key), key)
-        return None
+        keys = [key for key in self.store.list_metadata(day)
+                if (k := layout.parse_key(key)) is not None and k.is_metadata
+                and k.id == artifact_id]
+        if len(keys) > 1:
+            raise IntegrityError(f"artifact {artifact_id} is claimed at {' and '.join(keys)} "
+                                 "and is not catalogued: `eio fsck` reports the conflict")
+        if not keys:
+            return None
+        return accept_metadata(self.store.read_range(keys[0], 0, MAX_METADATA_BYTES + 1),
+                               keys[0])
 
     def get(self, artifact_id: str) -> Artifact | None:
         """The artifact, or None; does not record lineage."""
@@ -299,11 +335,11 @@ class Lake:
             raise QueryError(str(exc).replace("build()", "search()")) from None
 
 
-def catalogue_object(catalogue: Catalogue, sha256: str, size: int) -> str | None:
-    """The store key of an object with this content already in the lake, or None (dedup
-    is an optimisation: a catalogue that cannot answer never fails a save)."""
+def catalogue_objects(catalogue: Catalogue, sha256: str, size: int) -> list[str]:
+    """Store keys recorded as holding this content (dedup candidates, to be verified), or
+    none (dedup is an optimisation: a catalogue that cannot answer never fails a save)."""
     try:
-        return catalogue.find_object(sha256, size)
+        return catalogue.find_objects(sha256, size)
     except CatalogueError as exc:
         log.debug("dedup lookup failed: %s", exc)
-        return None
+        return []

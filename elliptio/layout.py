@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .errors import UsageError
-from .ids import ID_RE
+from .ids import ID_RE, id_time
 
 METADATA = ".eio/metadata.yaml"
 LOGS = ".eio/logs/"
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 _DAY = re.compile(r"^[0-9]{4}/[0-9]{2}/[0-9]{2}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def artifact_prefix(created: datetime, user: str, artifact_id: str) -> str:
@@ -76,6 +78,11 @@ def parse_key(key: str) -> StoreKey | None:
     return StoreKey(day, parts[3], parts[4], "/".join(parts[5:]))
 
 
+def has_bad_chars(name: str) -> bool:
+    """True when *name* holds a control character or a backslash (never in a stored name)."""
+    return _BAD_CHARS.search(name) is not None
+
+
 def check_name(name: str) -> str:
     """Normalise a relative file name inside an artifact; raise UsageError if unsafe."""
     if not isinstance(name, str) or not name:
@@ -119,3 +126,62 @@ def check_dirs(dirs: Iterable[str], files: Iterable[str]) -> list[str]:
             raise UsageError(f"directory name {d!r}: {clash!r} is a file")
     implied = {a for n in (*file_names, *names) for a in _ancestors(n)}
     return sorted(names - implied)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ref_problem(artifact_id: str, prefix: str, obj: str) -> str | None:
+    """Why *obj* is not a possible dedup reference of *artifact_id*, or None."""
+    k = parse_key(obj)
+    if k is None or not k.path:
+        return f"object {obj!r} is not a file key of the store layout"
+    if k.path == ".eio" or k.path.startswith(".eio/"):
+        return f"object {obj!r} is inside an artifact's .eio/"
+    if k.id == artifact_id:  # identical files of one save share the first one's object
+        return None if k.prefix == prefix else f"object {obj!r} is not under {prefix}/"
+    if k.id > artifact_id:
+        return f"object {obj!r} belongs to an artifact that is not older than {artifact_id}"
+    if artifact_prefix(id_time(k.id), k.user, k.id) != k.prefix:
+        return f"object {obj!r} lies under a day that is not its artifact's"
+    return None
+
+
+def entry_problem(md: Mapping[str, Any], entry: Any, kind: str = "file") -> str | None:
+    """Why a reader must refuse the file (or, *kind* ``"log"``, the log) *entry* of the
+    artifact *md*, or None: the rule every reader re-checks before serving bytes, even for
+    a row an older catalogue holds (see :mod:`elliptio.trust`). The artifact's prefix must
+    be its id's day, its user and its id; the path one a save writes; the object the
+    file's own key or one of an older artifact's files (a dedup reference), never inside
+    an ``.eio/``; the size a byte count and the sha256 a digest. Cheap: no store or
+    catalogue call. The bytes are checked against the entry's sha256 by whoever reads
+    them."""
+    if not isinstance(entry, Mapping):
+        return f"{kind} entry is not a mapping"
+    path, obj = entry.get("path"), entry.get("object")
+    if not isinstance(path, str) or not isinstance(obj, str):
+        return f"{kind} entry without a path or an object"
+    if not _is_int(entry.get("size")) or entry["size"] < 0:
+        return f"{kind} {path!r}: size {entry.get('size')!r} is not a byte count"
+    if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+        return f"{kind} {path!r}: sha256 {str(entry.get('sha256'))[:70]!r} is not a digest"
+    prefix, aid = str(md.get("prefix", "")), str(md.get("id", ""))
+    if not ID_RE.fullmatch(aid) or prefix != artifact_prefix(id_time(aid), str(md.get("user")),
+                                                             aid):
+        return f"artifact {aid[:40]!r}: prefix {prefix[:80]!r} is not its day, user and id"
+    if kind == "log":
+        name = path[len(LOGS):] if path.startswith(LOGS) else ""
+        if not name or "/" in name or name in (".", "..") or has_bad_chars(name):
+            return f"log path {path!r} is not a name under {LOGS}"
+        if obj != f"{prefix}/{path}":
+            return f"log {path!r}: object {obj!r} is not the log's own key"
+        return None
+    try:
+        if check_name(path) != path:
+            return f"file path {path!r} is not normalised"
+    except UsageError as exc:
+        return f"file path {path[:200]!r}: {exc}"
+    if obj == f"{prefix}/{path}":
+        return None
+    return _ref_problem(aid, prefix, obj)

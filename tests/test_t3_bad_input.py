@@ -193,7 +193,7 @@ def test_hostile_dirs_in_stored_metadata_are_refused(work, lake_env, tmp_path, b
     meta.chmod(0o644)
     meta.write_bytes(dump_metadata(md))
     report = indexer.reindex(lake, full=True)
-    assert report.indexed == 0 and "'dirs'" in report.malformed[0][1]
+    assert report.indexed == 0 and "'dirs'" in report.quarantined[0][1]
     lake.close()
 
 

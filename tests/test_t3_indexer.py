@@ -79,7 +79,7 @@ def test_reindex_into_a_fresh_catalogue(lake, fresh, tmp_path):
     synth = synthetic(lake, 60)
     seen = []
     report = indexer.reindex(lake, catalogue=fresh, batch_size=25, progress=seen.append)
-    assert (report.scanned, report.indexed, report.skipped, report.malformed) == (62, 62, 0, [])
+    assert (report.scanned, report.indexed, report.skipped, report.quarantined) == (62, 62, 0, [])
     assert sum(seen) == 62 and len(seen) == 3
     assert sorted(all_ids(fresh)) == sorted([a.id for a in saved] + [m["id"] for m in synth])
     assert fresh.get(saved[0].id) == lake.catalogue.get(saved[0].id)
@@ -95,7 +95,7 @@ def test_reindex_keeps_empty_directories(lake, fresh, tmp_path):
     a = lake.save([str(make_tree(tmp_path / "tree"))])
     plain = synthetic(lake, 1)[0]  # no dirs key: indexed as it is
     report = indexer.reindex(lake, catalogue=fresh, full=True)
-    assert (report.indexed, report.malformed) == (2, [])
+    assert (report.indexed, report.quarantined) == (2, [])
     row = fresh.get(a.id)
     assert row is not None and row["dirs"] == expected_dirs("tree") == a.dirs
     assert Artifact(row, lake).dirs == expected_dirs("tree")
@@ -150,16 +150,16 @@ def test_reindex_reports_malformed_metadata_and_indexes_the_rest(lake, fresh):
     lake.store.put_bytes(f"{other}/.eio/metadata.yaml", dump_metadata(stray))
     report = indexer.reindex(lake, catalogue=fresh)
     assert report.indexed == 3 and report.scanned == 5
-    reasons = dict(report.malformed)
+    reasons = dict(report.quarantined)
     assert "not valid YAML" in reasons[f"{prefix}/.eio/metadata.yaml"]
-    assert "not where it belongs" in reasons[f"{other}/.eio/metadata.yaml"]
+    assert "is not its directory" in reasons[f"{other}/.eio/metadata.yaml"]
     # malformed ones are re-read (and re-reported) by every run: they are not catalogued
-    assert len(indexer.reindex(lake, catalogue=fresh).malformed) == 2
+    assert len(indexer.reindex(lake, catalogue=fresh).quarantined) == 2
 
 
 def test_reindex_catalogue_failure_raises_and_a_rerun_resumes(lake, fresh):
     synthetic(lake, 30)
-    real = fresh.upsert_many
+    real = fresh.claim_many
     calls = []
 
     def flaky(items):
@@ -168,10 +168,10 @@ def test_reindex_catalogue_failure_raises_and_a_rerun_resumes(lake, fresh):
             raise CatalogueError("catalogue down (injected)")
         return real(items)
 
-    fresh.upsert_many = flaky  # type: ignore[method-assign]
+    fresh.claim_many = flaky  # type: ignore[method-assign]
     with pytest.raises(CatalogueError):
         indexer.reindex(lake, catalogue=fresh, batch_size=10)
-    fresh.upsert_many = real  # type: ignore[method-assign]
+    fresh.claim_many = real  # type: ignore[method-assign]
     assert indexer.reindex(lake, catalogue=fresh, batch_size=10).indexed == 20
 
 
@@ -277,7 +277,7 @@ def test_fsck_reports_missing_objects_and_malformed_metadata(lake):
     report = indexer.fsck(lake)
     assert report.mismatches == [f"{md[0]['id']}/f0.txt: object "
                                  f"{md[0]['files'][0]['object']} is missing"]
-    assert len(report.malformed) == 1 and "not a mapping" in report.malformed[0]
+    assert len(report.quarantined) == 1 and "not a mapping" in report.quarantined[0]
     assert report.orphans == []  # a malformed artifact is committed, not an orphan
 
 
@@ -327,7 +327,7 @@ def test_lambda_handler_indexes_real_event_shapes(lake, fresh):
     ]}
     assert "%40" in json.dumps(event)
     out = indexer.lambda_handler(json.loads(json.dumps(event)), None, lake=l2)
-    assert out["records"] == 7 and out["malformed"] == [] and out["failed"] == []
+    assert out["records"] == 7 and out["quarantined"] == [] and out["failed"] == []
     assert sorted(out["indexed"]) == sorted([put[0]["id"], put[1]["id"], dotted["id"]])
     assert len(out["ignored"]) == 3
     assert fresh.get(dotted["id"]) == dotted
@@ -348,9 +348,9 @@ def test_lambda_handler_reports_malformed_yaml_and_indexes_the_rest(lake, fresh,
                          s3_record(metadata_key(good[1]))]}
     out = indexer.lambda_handler(event, None, lake=l2)
     assert sorted(out["indexed"]) == sorted(m["id"] for m in good)
-    assert [m["key"] for m in out["malformed"]] == [f"{bad_prefix}/.eio/metadata.yaml"]
-    assert "not valid YAML" in out["malformed"][0]["error"]
-    assert "malformed metadata" in caplog.text
+    assert [m["key"] for m in out["quarantined"]] == [f"{bad_prefix}/.eio/metadata.yaml"]
+    assert "not valid YAML" in out["quarantined"][0]["error"]
+    assert "quarantined" in caplog.text
 
 
 def test_lambda_handler_through_sqs_and_sns_and_the_test_event(lake, fresh):
@@ -373,7 +373,7 @@ def test_lambda_handler_raises_after_indexing_when_the_catalogue_fails(lake, fre
     def down(items):
         raise CatalogueError("catalogue down (injected)")
 
-    fresh.upsert_many = down  # type: ignore[method-assign]
+    fresh.claim_many = down  # type: ignore[method-assign]
     with pytest.raises(CatalogueError):  # so Lambda retries the batch
         indexer.lambda_handler({"Records": [s3_record(metadata_key(a))]}, None, lake=l2)
 
@@ -448,7 +448,7 @@ def test_lambda_handler_on_seaweedfs(s3_lake, fresh):
     ]}
     out = indexer.lambda_handler(json.loads(json.dumps(event)), None, lake=l2)
     assert sorted(out["indexed"]) == sorted([good[0]["id"], good[1]["id"], odd["id"]])
-    assert [m["key"] for m in out["malformed"]] == [prefix + f"{bad}/.eio/metadata.yaml"]
+    assert [m["key"] for m in out["quarantined"]] == [prefix + f"{bad}/.eio/metadata.yaml"]
     assert len(out["ignored"]) == 2 and out["failed"] == []
     assert fresh.get(odd["id"]) == odd
     assert sorted(indexer.lambda_handler(event, None, lake=l2)["indexed"]) == \

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import Catalogue, IndexFields, Page, index_fields
+from .base import Catalogue, Conflict, IndexFields, Page, index_fields
 
-__all__ = ["Catalogue", "IndexFields", "Page", "index_fields", "open_catalogue"]
+__all__ = ["Catalogue", "Conflict", "IndexFields", "Page", "index_fields", "open_catalogue"]
 
 
 def open_catalogue(url: str, **options: object) -> Catalogue:

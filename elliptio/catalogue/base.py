@@ -7,6 +7,11 @@ once, here, so every backend indexes exactly the same values.
 Contract, for every implementation:
 
 - :meth:`Catalogue.upsert` is idempotent: the same metadata twice leaves one row.
+- The first claim of an id wins: metadata whose id is catalogued from another prefix
+  (another ``YYYY/MM/DD/<user>/<id>`` directory) never replaces the row; it is returned as
+  a :class:`Conflict` by :meth:`Catalogue.claim_many` (and :meth:`Catalogue.upsert`
+  raises). The check and the write are one atomic step (a transaction in SQLite, a
+  conditional upsert on ``(_id, prefix)`` in MongoDB), so two writers cannot both win.
 - :meth:`Catalogue.find` answers a :class:`~elliptio.query.Query` with the semantics
   documented in :mod:`elliptio.query`, newest first, limited.
 - Errors of the database driver never escape: they become
@@ -87,22 +92,56 @@ class Page:
     next: str | None
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Metadata refused because its id is catalogued from another prefix."""
+
+    id: str
+    held: str  # the prefix the catalogue holds for the id (the first claim)
+    refused: str  # the prefix of the refused metadata
+
+    def __str__(self) -> str:
+        return (f"artifact {self.id} is catalogued from {self.held}/; the metadata at "
+                f"{self.refused}/ claims the same id and is refused (the first claim wins)")
+
+
 class Catalogue(abc.ABC):
     """An index of artifact metadata. See the module docstring for the contract."""
 
     url: str
 
     @abc.abstractmethod
+    def claim_many(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, list[Conflict]]:
+        """Insert or replace (same id, same prefix: idempotent) the artifacts described by
+        *items*, in one batch; an id catalogued from another prefix is left as it is.
+        Returns how many were written and the conflicts."""
+
     def upsert(self, metadata: Mapping[str, Any]) -> None:
-        """Insert or replace the artifact described by *metadata*. Idempotent."""
+        """Insert or replace the artifact described by *metadata*. Idempotent;
+        ``CatalogueError`` when its id is claimed from another prefix."""
+        from ..errors import CatalogueError
+
+        _n, conflicts = self.claim_many([metadata])
+        if conflicts:
+            raise CatalogueError(str(conflicts[0]))
 
     def upsert_many(self, items: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert several artifacts (backends batch this); returns how many."""
-        n = 0
-        for md in items:
-            self.upsert(md)
-            n += 1
-        return n
+        """Upsert several artifacts (backends batch this); returns how many were written
+        (conflicting ones are skipped: :meth:`claim_many` names them)."""
+        return self.claim_many(items)[0]
+
+    def holds_object(self, artifact_id: str, obj: str, sha256: str, size: int
+                     ) -> bool | None:
+        """Whether catalogued *artifact_id* has a file of its own (its object under its
+        own prefix) at store key *obj* with this sha256 and size; None when the artifact
+        is not catalogued. What a dedup reference to *obj* is checked against."""
+        md = self.get(artifact_id)
+        if md is None:
+            return None
+        own = f"{md.get('prefix')}/"
+        return any(f.get("object") == obj and f.get("sha256") == sha256
+                   and f.get("size") == size and obj == own + str(f.get("path"))
+                   for f in md.get("files") or [])
 
     @abc.abstractmethod
     def get(self, artifact_id: str) -> dict[str, Any] | None:
@@ -148,8 +187,9 @@ class Catalogue(abc.ABC):
         """How many artifacts match (ignoring limit and cursor)."""
 
     @abc.abstractmethod
-    def find_object(self, sha256: str, size: int) -> str | None:
-        """A store key already holding content with this sha256 and size, or None."""
+    def find_objects(self, sha256: str, size: int, limit: int = 4) -> list[str]:
+        """Distinct store keys recorded as holding content with this sha256 and size
+        (dedup candidates: claims, which the saver verifies), oldest artifact first."""
 
     @abc.abstractmethod
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:

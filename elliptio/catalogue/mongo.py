@@ -55,7 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import CatalogueError, ConfigError
 from ..query import Query, compile_mongo
-from .base import Catalogue, index_fields
+from .base import Catalogue, Conflict, index_fields
 
 DOCUMENT_VERSION = 1
 #: a server that does not answer within this many ms is reported as unreachable
@@ -206,32 +206,57 @@ class MongoCatalogue(Catalogue):
             self._indexed = True
 
     # -- writing -------------------------------------------------------------------------
-    def upsert(self, metadata: Mapping[str, Any]) -> None:
-        doc = document(metadata)
-        self._call("upsert", lambda: self._coll.replace_one({"_id": doc["_id"]}, doc,
-                                                            upsert=True))
-
-    def upsert_many(self, items: Iterable[Mapping[str, Any]]) -> int:
+    def claim_many(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, list[Conflict]]:
+        # The filter names the prefix, so a document of the id from another prefix does
+        # not match and the upsert's insert collides with its _id (DuplicateKeyError):
+        # the first claim wins, atomically, on the server.
         from pymongo import ReplaceOne
+        from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-        docs = {}
+        docs: dict[str, dict[str, Any]] = {}
+        refused: list[dict[str, Any]] = []
         for md in items:
             d = document(md)
-            docs[d["_id"]] = d  # the last one wins, as with repeated upserts
-        if not docs:
-            return 0
-        if self._mock:
+            held = docs.get(d["_id"])
+            if held is not None and held["prefix"] != d["prefix"]:
+                refused.append(d)  # the first of the batch claims it
+            else:
+                docs[d["_id"]] = d  # the last one wins, as with repeated upserts
+        if docs and self._mock:
             # mongomock 4.3's bulk_write breaks on pymongo >= 4.9's ReplaceOne (an unknown
             # ``sort`` argument): one replace at a time has the same effect
             def each() -> None:
                 for i, d in docs.items():
-                    self._coll.replace_one({"_id": i}, d, upsert=True)
+                    try:
+                        self._coll.replace_one({"_id": i, "prefix": d["prefix"]}, d,
+                                               upsert=True)
+                    except DuplicateKeyError:
+                        refused.append(d)
 
             self._call("upsert", each)
-            return len(docs)
-        ops = [ReplaceOne({"_id": i}, d, upsert=True) for i, d in docs.items()]
-        self._call("upsert", lambda: self._coll.bulk_write(ops, ordered=False))
-        return len(docs)
+        elif docs:
+            ops = [ReplaceOne({"_id": i, "prefix": d["prefix"]}, d, upsert=True)
+                   for i, d in docs.items()]
+            order = list(docs.values())
+
+            def bulk() -> None:
+                try:
+                    self._coll.bulk_write(ops, ordered=False)
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors") or []
+                    if any(e.get("code") != 11000 for e in errors):
+                        raise
+                    refused.extend(order[e["index"]] for e in errors)
+
+            self._call("upsert", bulk)
+        conflicts = []
+        for d in refused:
+            held_doc = self._call("get", lambda d=d: self._coll.find_one(  # type: ignore[misc]
+                {"_id": d["_id"]}, {"prefix": 1}))
+            conflicts.append(Conflict(d["_id"], str((held_doc or {}).get("prefix")),
+                                      d["prefix"]))
+        refused_ids = {id(d) for d in refused}
+        return sum(1 for d in docs.values() if id(d) not in refused_ids), conflicts
 
     # -- reading -------------------------------------------------------------------------
     def get(self, artifact_id: str) -> dict[str, Any] | None:
@@ -285,16 +310,20 @@ class MongoCatalogue(Catalogue):
                 return
             after = page[-1]
 
-    def find_object(self, sha256: str, size: int) -> str | None:
-        def run() -> str | None:
-            doc = self._coll.find_one(
-                {"files": {"$elemMatch": {"sha256": sha256, "size": size}}}, {"files": 1})
-            if not doc:
-                return None
-            for f in doc["files"]:
-                if f["sha256"] == sha256 and f["size"] == size:
-                    return str(f["object"])
-            return None
+    def find_objects(self, sha256: str, size: int, limit: int = 4) -> list[str]:
+        def run() -> list[str]:
+            found: list[str] = []
+            cursor = self._coll.find(
+                {"files": {"$elemMatch": {"sha256": sha256, "size": size}}},
+                {"files": 1}).sort("_id", 1).limit(limit * 4)
+            for doc in cursor:
+                for f in doc["files"]:
+                    if (f["sha256"] == sha256 and f["size"] == size
+                            and str(f["object"]) not in found):
+                        found.append(str(f["object"]))
+                if len(found) >= limit:
+                    break
+            return found[:limit]
 
         return self._call("query", run)
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 from ..connections import PerThread, open_wal
 from ..errors import CatalogueError, ConfigError
 from ..query import Query, compile_sql
-from .base import Catalogue, index_fields
+from .base import Catalogue, Conflict, index_fields
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 10.0
@@ -172,8 +172,11 @@ class SQLiteCatalogue(Catalogue):
         return CatalogueError(f"catalogue {self.path}: {what} failed: {msg}")
 
     # -- writing -------------------------------------------------------------------------
-    def _insert(self, db: sqlite3.Connection, md: Mapping[str, Any]) -> None:
+    def _insert(self, db: sqlite3.Connection, md: Mapping[str, Any]) -> Conflict | None:
         f = index_fields(md)
+        held = db.execute("SELECT prefix FROM artifacts WHERE id = ?", (f.id,)).fetchone()
+        if held is not None and held[0] != f.prefix:
+            return Conflict(f.id, held[0], f.prefix)
         for table, col in (("files", "artifact"), ("tags", "artifact"), ("info", "artifact"),
                            ("based_on", "child")):
             db.execute(f"DELETE FROM {table} WHERE {col} = ?", (f.id,))
@@ -193,26 +196,28 @@ class SQLiteCatalogue(Catalogue):
                        [(f.id, k, v) for k, v in f.info])
         db.executemany("INSERT INTO based_on(child, parent) VALUES (?,?)",
                        [(f.id, p) for p in f.based_on])
+        return None
 
-    def upsert(self, metadata: Mapping[str, Any]) -> None:
-        self.upsert_many([metadata])
-
-    def upsert_many(self, items: Iterable[Mapping[str, Any]]) -> int:
+    def claim_many(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, list[Conflict]]:
         items = list(items)
+        conflicts: list[Conflict] = []
         db = self._db()
         try:
             with self._lock if self._memory is not None else _nolock:
+                # IMMEDIATE: the check of who holds an id and the write are one step
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     for md in items:
-                        self._insert(db, md)
+                        c = self._insert(db, md)
+                        if c is not None:
+                            conflicts.append(c)
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._translate(exc, "upsert") from exc
-        return len(items)
+        return len(items) - len(conflicts), conflicts
 
     # -- reading -------------------------------------------------------------------------
     def _rows(self, sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
@@ -253,11 +258,21 @@ class SQLiteCatalogue(Catalogue):
                 return
             after = rows[-1][0]
 
-    def find_object(self, sha256: str, size: int) -> str | None:
+    def holds_object(self, artifact_id: str, obj: str, sha256: str, size: int
+                     ) -> bool | None:
         rows = self._rows(
-            "SELECT object FROM files WHERE sha256 = ? AND size = ? LIMIT 1", [sha256, size]
-        )
-        return rows[0][0] if rows else None
+            "SELECT a.prefix, f.path FROM artifacts a LEFT JOIN files f ON f.artifact = a.id"
+            " AND f.object = ? AND f.sha256 = ? AND f.size = ? WHERE a.id = ?",
+            [obj, sha256, size, artifact_id])
+        if not rows:
+            return None
+        return any(path is not None and obj == f"{prefix}/{path}" for prefix, path in rows)
+
+    def find_objects(self, sha256: str, size: int, limit: int = 4) -> list[str]:
+        rows = self._rows(
+            "SELECT object FROM files WHERE sha256 = ? AND size = ? GROUP BY object"
+            " ORDER BY MIN(artifact) LIMIT ?", [sha256, size, limit])
+        return [r[0] for r in rows]
 
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         rows = self._rows(

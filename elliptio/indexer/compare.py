@@ -14,6 +14,8 @@ from .. import layout
 from ..catalogue import Catalogue
 from ..errors import IntegrityError, NotFound, StorageError
 from . import orphans
+from ..trust import dedup_references, reference_problems
+from .claims import unresolved
 from .reading import BATCH, READERS, chunks, read_metadata
 
 if TYPE_CHECKING:
@@ -30,7 +32,10 @@ class FsckReport:
     removed_orphans: list[str] = field(default_factory=list)
     kept_orphans: list[str] = field(default_factory=list)  # "<prefix>: why not removed"
     mismatches: list[str] = field(default_factory=list)  # "<id>/<path>: why"
-    malformed: list[str] = field(default_factory=list)  # "<key>: why"
+    #: "<key>: why": metadata elliptio.trust refuses (never catalogued by this version)
+    quarantined: list[str] = field(default_factory=list)
+    #: "<id>: ...": an id claimed by metadata at more than one prefix (first claim wins)
+    conflicts: list[str] = field(default_factory=list)
     checked: int = 0  # artifacts whose metadata was read
     files_checked: int = 0
     bytes_verified: int = 0
@@ -38,7 +43,7 @@ class FsckReport:
     @property
     def clean(self) -> bool:
         return not (self.missing_from_catalogue or self.missing_from_store or self.orphans
-                    or self.mismatches or self.malformed)
+                    or self.mismatches or self.quarantined or self.conflicts)
 
 
 def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
@@ -57,14 +62,14 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
     report = FsckReport()
     store, cat = lake.store, catalogue or lake.catalogue
 
-    committed: dict[str, str] = {}  # id -> metadata key
+    committed: dict[str, list[str]] = {}  # id -> metadata keys (one, unless planted)
     committed_prefixes: set[str] = set()
     for key in store.list_metadata(""):
         k = layout.parse_key(key)
         if k is None or not k.is_metadata:
-            report.malformed.append(f"{key}: not in the store layout")
+            report.quarantined.append(f"{key}: not in the store layout")
         else:
-            committed[k.id] = key
+            committed.setdefault(k.id, []).append(key)
             committed_prefixes.add(k.prefix)
     swept = orphans.sweep(store, committed_prefixes, remove=remove_orphans,
                           min_age=orphan_min_age)
@@ -104,32 +109,59 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
         checked_objects[cache_key] = problem
         return problem
 
-    def check_artifact(aid: str) -> tuple[str, list[str], str | None]:
-        key = committed[aid]
-        try:
-            md = read_metadata(lake, key)
-        except (IntegrityError, StorageError) as exc:
-            return aid, [], f"{key}: {exc}"
-        problems = []
-        entries = list(md["files"]) + list((md.get("logs") or {}).values())
-        for f in entries:
-            problem = check_object(f)
-            if problem:
-                problems.append(f"{aid}/{f['path']}: {problem}")
-        return aid, problems, None
+    def check_artifact(aid: str) -> tuple[list[str], list[str], list[str]]:
+        """(mismatches, quarantined, conflicts) of the metadata at every key of *aid*."""
+        mismatches: list[str] = []
+        refused: list[str] = []
+        conflicts: list[str] = []
+        keys = committed[aid]
+        row = cat.get(aid)
+        held = row.get("prefix") if row else None
+        if len(keys) > 1:
+            conflicts.append(f"{aid}: claimed by {' and '.join(keys)}; the catalogue holds "
+                             f"{held or 'none of them'}")
+        for key in keys:
+            try:
+                md = read_metadata(lake, key)
+            except (IntegrityError, StorageError) as exc:
+                refused.append(f"{key}: {exc}" if key not in str(exc) else str(exc))
+                continue
+            if held is not None and held != md["prefix"]:
+                if len(keys) == 1:
+                    conflicts.append(f"{aid}: {key} claims an id the catalogue holds "
+                                     f"from {held}")
+                continue
+            if dedup_references(md):
+                why = reference_problems(md, cat, store)
+                if why is None:
+                    why = [unresolved(md)]
+                if why:
+                    refused.append(f"{key}: {'; '.join(why)}")
+                    continue
+            entries = list(md["files"]) + list((md.get("logs") or {}).values())
+            for f in entries:
+                problem = check_object(f)
+                if problem:
+                    mismatches.append(f"{aid}/{f['path']}: {problem}")
+        return mismatches, refused, conflicts
 
     ids = sorted(committed)
     with ThreadPoolExecutor(max(1, readers), thread_name_prefix="eio-fsck") as pool:
         for chunk in chunks(ids, BATCH):
             have = cat.existing(chunk)
             report.missing_from_catalogue += [i for i in chunk if i not in have]
-            for _aid, problems, malformed in pool.map(check_artifact, chunk):
+            for mismatches, refused, conflicts in pool.map(check_artifact, chunk):
                 report.checked += 1
-                if malformed:
-                    report.malformed.append(malformed)
-                report.mismatches += problems
+                report.mismatches += mismatches
+                report.quarantined += refused
+                report.conflicts += conflicts
                 if progress:
                     progress(1)
+    # quarantined metadata is never catalogued: it is not "missing" from the catalogue
+    refused_ids = {k.id for q in report.quarantined
+                   if (k := layout.parse_key(q.split(":", 1)[0])) is not None}
+    report.missing_from_catalogue = [i for i in report.missing_from_catalogue
+                                     if i not in refused_ids]
     report.files_checked = len(checked_objects)
     # rows whose metadata.yaml is not in the store (re-checked: a save may have committed
     # after the listing)

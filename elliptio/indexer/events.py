@@ -9,7 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus, urlparse
 
+from .. import layout
 from ..errors import CatalogueError, ElliptioError, IntegrityError, NotFound, StorageError
+from .claims import claim, unresolved
 from .reading import id_of_metadata_key, read_metadata
 
 if TYPE_CHECKING:
@@ -64,20 +66,22 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None, *,
     ``ELLIPTIO_STORE`` and ``ELLIPTIO_CATALOGUE``, as everywhere).
 
     Idempotent (upserts), so S3's at-least-once delivery and Lambda's retries are harmless.
-    Other keys, other buckets and other event types are ignored; malformed metadata is
-    reported (logged, and listed in the result) and the rest of the batch is indexed. If a
+    Other keys, other buckets and other event types are ignored; metadata that
+    :mod:`elliptio.trust` refuses is quarantined, and an id claimed first from another
+    prefix is a conflict (both logged, listed in the result, never retried) and the rest
+    of the batch is indexed. If a
     read or the catalogue write fails for a reason that may pass, the rest is still indexed
     and then the first such error is raised, so Lambda retries the batch.
 
-    Returns ``{"records", "indexed": [ids], "ignored": [keys], "malformed": [{key,
-    error}], "failed": [{key, error}]}``.
+    Returns ``{"records", "indexed": [ids], "ignored": [keys], "quarantined": [{key,
+    error}], "conflicts": [{key, error}], "failed": [{key, error}]}``.
     """
     if lake is None:
         from ..api import default_lake
 
         lake = default_lake()
-    summary: dict[str, Any] = {"records": 0, "indexed": [], "ignored": [], "malformed": [],
-                               "failed": []}
+    summary: dict[str, Any] = {"records": 0, "indexed": [], "ignored": [], "quarantined": [],
+                               "conflicts": [], "failed": []}
     errors: list[ElliptioError] = []
     found: dict[str, str] = {}  # store key -> bucket key (S3 may deliver one twice)
     for name, bucket, key in s3_records(event):
@@ -88,25 +92,34 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None, *,
             summary["ignored"].append(key)
             continue
         found.setdefault(skey, key)
-    batch: list[dict[str, Any]] = []
-    batch_keys: list[str] = []
+    batch: list[tuple[str, dict[str, Any]]] = []
     for skey, key in found.items():
         try:
-            batch.append(read_metadata(lake, skey))
-            batch_keys.append(key)
+            batch.append((skey, read_metadata(lake, skey)))
         except IntegrityError as exc:
-            summary["malformed"].append({"key": key, "error": str(exc)})
-            log.error("malformed metadata %s: %s", key, exc)
+            summary["quarantined"].append({"key": key, "error": str(exc)})
+            log.error("quarantined %s: %s", key, exc)
         except (StorageError, NotFound) as exc:
             summary["failed"].append({"key": key, "error": str(exc)})
             errors.append(exc)
     if batch:
         try:
-            lake.catalogue.upsert_many(batch)
-            summary["indexed"] = [md["id"] for md in batch]
-        except CatalogueError as exc:
-            summary["failed"] += [{"key": k, "error": str(exc)} for k in batch_keys]
+            done = claim(lake.catalogue, lake.store, batch)
+        except (CatalogueError, StorageError) as exc:
+            summary["failed"] += [{"key": found[k], "error": str(exc)} for k, _md in batch]
             errors.append(exc)
+        else:
+            summary["indexed"] = done.indexed
+            summary["quarantined"] += [{"key": found[k], "error": why}
+                                       for k, why in done.quarantined]
+            # not retried: an event for the artifact referred to, or `eio reindex`, will
+            summary["quarantined"] += [{"key": found[k], "error": unresolved(md)}
+                                       for k, md in done.waiting]
+            summary["conflicts"] = [
+                {"key": found.get(layout.metadata_key(c.refused), c.refused), "error": str(c)}
+                for c in done.conflicts]
+            for item in summary["quarantined"] + summary["conflicts"]:
+                log.error("not indexed %s: %s", item["key"], item["error"])
     log.info("indexer: %s", json.dumps({k: (v if isinstance(v, int) else len(v))
                                         for k, v in summary.items()}))
     if errors:

@@ -1,5 +1,6 @@
 """What the indexer reads of the store: the ``metadata.yaml`` keys (all, or those of
-recent days), each parsed and checked to lie where its metadata says."""
+recent days), each read within its bound and accepted by :mod:`elliptio.trust` (or
+quarantined, with the reason)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import layout
-from ..artifact import load_metadata
-from ..errors import IntegrityError
 from ..query import id_floor, parse_time
+from ..trust import MAX_METADATA_BYTES, Quarantined, accept_metadata
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -32,15 +32,13 @@ def id_of_metadata_key(key: str) -> str | None:
 
 
 def read_metadata(lake: Lake, key: str) -> dict[str, Any]:
-    """Parse the metadata.yaml under *key* and check it belongs where it lies (its id and
-    prefix match the key). ``IntegrityError`` if not."""
-    md = load_metadata(lake.store.read_bytes(key), key)
-    k = layout.parse_key(key)
-    if k is None or not k.is_metadata or md["id"] != k.id or md["prefix"] != k.prefix:
-        raise IntegrityError(
-            f"{key}: metadata of {md['id']!r} (prefix {md['prefix']!r}) is not where it "
-            "belongs; was it copied by hand?")
-    return md
+    """The metadata.yaml under *key*, read (at most one byte past the bound, so a planted
+    giant is never loaded whole) and accepted by :func:`elliptio.trust.accept_metadata`;
+    :class:`~elliptio.trust.Quarantined` with the reason if not. Dedup references are
+    checked against the catalogue by the caller (:func:`elliptio.trust.reference_problems`)."""
+    if layout.parse_key(key) is None:
+        raise Quarantined(f"{key}: not an artifact's metadata.yaml in the store layout")
+    return accept_metadata(lake.store.read_range(key, 0, MAX_METADATA_BYTES + 1), key)
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -10,9 +10,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..catalogue import Catalogue, open_catalogue
+from ..catalogue import Catalogue, Conflict, open_catalogue
 from ..errors import IntegrityError
 from ..query import Query
+from .claims import claim, unresolved
 from .reading import BATCH, READERS, chunks, id_of_metadata_key, metadata_keys, read_metadata
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ class ReindexReport:
     scanned: int = 0  # metadata.yaml keys found in the store (within since)
     indexed: int = 0  # upserted into the catalogue by this run
     skipped: int = 0  # already catalogued, not read again (resume); 0 with full=True
-    malformed: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
+    #: (key, why): metadata not catalogued because the rules of elliptio.trust refuse it
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    #: ids claimed from another prefix first: the refused metadata (first claim wins)
+    conflicts: list[Conflict] = field(default_factory=list)
     seconds: float = 0.0
     catalogue: str = ""
 
@@ -39,13 +43,34 @@ def reindex(lake: Lake, *, since: Any = None, progress: Callable[[int], None] | 
 
     Resumable: artifacts already catalogued are skipped without reading their metadata,
     so an interrupted run continues where it stopped; *full* re-reads and re-upserts them
-    all. *progress* is called with the number of keys handled after each batch. Malformed
-    metadata is reported and skipped; a store or catalogue failure raises (what was upserted
-    stays, so running again resumes).
+    all. *progress* is called with the number of keys handled after each batch. Metadata
+    that :mod:`elliptio.trust` refuses is quarantined (listed with the reason, never
+    catalogued, never stopping the rest); an id claimed from another prefix first is a
+    conflict (listed; the first claim stays). A store or catalogue failure raises (what
+    was upserted stays, so running again resumes).
     """
     cat = catalogue or lake.catalogue
     report = ReindexReport(catalogue=cat.url)
     started = time.monotonic()
+    # metadata whose dedup references name an artifact not catalogued yet (listings are
+    # by day and user, not by id): tried again once the rest is in
+    waiting: list[tuple[str, dict[str, Any]]] = []
+
+    def quarantine(key: str, why: str) -> None:
+        report.quarantined.append((key, why))
+        log.warning("quarantined %s: %s", key, why)
+
+    def record(batch: list[tuple[str, dict[str, Any]]]) -> int:
+        """Claim *batch*; how many of it wait for an artifact not catalogued yet."""
+        done = claim(cat, lake.store, batch)
+        report.indexed += len(done.indexed)
+        report.conflicts += done.conflicts
+        for c in done.conflicts:
+            log.warning("conflict: %s", c)
+        for key, why in done.quarantined:
+            quarantine(key, why)
+        waiting.extend(done.waiting)
+        return len(done.waiting)
 
     def finish(pending: list[tuple[str, Future[dict[str, Any] | IntegrityError]]],
                scanned: int) -> None:
@@ -53,12 +78,10 @@ def reindex(lake: Lake, *, since: Any = None, progress: Callable[[int], None] | 
         for key, fut in pending:
             result = fut.result()
             if isinstance(result, IntegrityError):
-                report.malformed.append((key, str(result)))
-                log.warning("skipping %s: %s", key, result)
+                quarantine(key, str(result))
             else:
-                batch.append(result)
-        if batch:
-            report.indexed += cat.upsert_many(batch)
+                batch.append((key, result))
+        record(batch)
         if progress:
             progress(scanned)
 
@@ -78,9 +101,18 @@ def reindex(lake: Lake, *, since: Any = None, progress: Callable[[int], None] | 
             previous = current
         if previous is not None:
             finish(*previous)
+    # a chain of references resolves one link per round; a round without progress ends it
+    while waiting:
+        retry = list(waiting)
+        waiting.clear()
+        if record(retry) == len(retry):
+            break
+    for key, md in waiting:
+        quarantine(key, unresolved(md))
     report.seconds = round(time.monotonic() - started, 3)
-    log.info("reindexed %d of %d artifact(s) into %s in %.1fs (%d already there)",
-             report.indexed, report.scanned, cat.url, report.seconds, report.skipped)
+    log.info("reindexed %d of %d artifact(s) into %s in %.1fs (%d already there, "
+             "%d quarantined, %d conflicts)", report.indexed, report.scanned, cat.url,
+             report.seconds, report.skipped, len(report.quarantined), len(report.conflicts))
     return report
 
 

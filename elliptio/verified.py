@@ -1,0 +1,80 @@
+"""A readable file object over one store object, checked against its recorded sha256.
+
+:func:`verified_open` is what :meth:`elliptio.artifact.ArtifactFile.open` returns. Bytes
+read in order from the start are hashed as they pass; the read that would hand over the
+last byte (the recorded size reached) first compares the digest, and raises
+``IntegrityError`` instead of returning a complete-looking file whose bytes do not match
+(as the web page's verified stream does). Bytes beyond the recorded size are an
+``IntegrityError`` too. A reader that seeks elsewhere (a Parquet footer, a column chunk)
+gets exactly the bytes it asked for: such partial reads cannot be checked against a
+whole-file digest, and reading the file to its end in order afterwards is checked again
+from the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any, BinaryIO
+
+from .errors import IntegrityError
+
+
+class _Verifying(io.RawIOBase):
+    def __init__(self, raw: BinaryIO, what: str, sha256: str, size: int) -> None:
+        self._raw, self._what, self._sha256, self._size = raw, what, sha256, size
+        self._pos = 0
+        self._hash = hashlib.sha256()
+        self._hashed = 0  # bytes [0, _hashed) are in _hash, read in order
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        pos = base + offset
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._raw.seek(pos)
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._raw.read(len(view))
+        n = len(data)
+        end = self._pos + n
+        if end > self._size:
+            raise IntegrityError(f"{self._what}: the store holds more bytes than the "
+                                 f"recorded {self._size}")
+        if self._pos == self._hashed and n:
+            self._hash.update(data)
+            self._hashed = end
+            if end == self._size and self._hash.hexdigest() != self._sha256:
+                raise IntegrityError(f"{self._what}: content does not match its recorded "
+                                     "sha256")
+        if n == 0 and self._pos < self._size and len(view):
+            raise IntegrityError(f"{self._what}: the store holds {self._pos} bytes, the "
+                                 f"catalogue recorded {self._size}")
+        if self._size == 0 and self._pos == 0 and self._hash.hexdigest() != self._sha256:
+            raise IntegrityError(f"{self._what}: content does not match its recorded sha256")
+        view[:n] = data
+        self._pos = end
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def verified_open(raw: BinaryIO, what: str, sha256: str, size: int) -> BinaryIO:
+    """*raw* (a store's file object, at offset 0) as a buffered, seekable reader that
+    checks what it hands over (module docstring)."""
+    return io.BufferedReader(_Verifying(raw, what, sha256, size), 1 << 20)  # type: ignore[return-value]
