@@ -23,6 +23,7 @@ library's own: such programs reach them through these names only.
     elliptio.query       the query model, its text form, its compilers
     elliptio.store       the Store interface and open_store
     elliptio.validate    the checks of info, tags and based_on ids
+    elliptio.yamlsafe    the one parser of YAML others wrote (load_bounded)
 """
 
 from .api import create_artifact, load, save, search

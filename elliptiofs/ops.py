@@ -154,7 +154,7 @@ class Operations(pyfuse3.Operations):
         parent = self.inodes.get(parent_inode)
         text = os.fsdecode(name)
         if parent.in_outbox:
-            node = self.outbox.lookup(parent, text) if self.outbox else None
+            node = self.outbox.lookup(parent, text, ctx) if self.outbox else None
         else:
             node = await self.lake.lookup(parent, text)
         if node is None:
@@ -173,6 +173,8 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext
                       ) -> pyfuse3.EntryAttributes:
         node = await self.lake.sized(self.inodes.get(inode))
+        if node.in_outbox and self.outbox is not None:
+            self.outbox.check_stat(node, ctx)  # inside a staged directory: its owner's
         return self._attrs(inode, node)
 
     @_op

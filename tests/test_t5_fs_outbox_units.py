@@ -458,7 +458,7 @@ def test_operations_answer_plain_values(outbox: Outbox, lake: Lake):
         space = outbox.statfs()
         assert space.block_size > 0 and 0 <= space.available <= space.blocks
         await outbox.setxattr(node, "user.eio.commit", b"1", me)
-        link = outbox.lookup(root, "model.pth")
+        link = outbox.lookup(root, "model.pth", me)
         assert link is not None and outbox.attrs(node) is None  # a new inode
         (aid,) = committed
         la = outbox.attrs(link)
@@ -603,3 +603,246 @@ def test_the_journal_recovers_entries_once_and_keeps_them_across_restarts(tmp_pa
         assert journal.data_path(a).read_bytes() == b"abc"
         journal.close()
     assert sum("was not committed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_missing_journal_keeps_every_staged_byte(tmp_path, caplog):
+    """The journal is gone (deleted, a spool restored without it) while data/ still holds
+    staged bytes: each file comes back as .recovered/unnamed-<sid>, owned by the spool
+    file's owner, with its bytes; the next start keeps it (the journal knows it now).
+    Data files a journal with rows does not know are the bytes of deleted or committed
+    entries, and go."""
+    spool = tmp_path / "spool"
+    journal, ns = Journal(spool), make_ns()
+    journal.load(ns)
+    d = ns.create(ns.root, "run", "dir", 0o755, ANDY)
+    inner = ns.create(d, "a.txt", "file", 0o644, ANDY)
+    top = ns.create(ns.root, "model.pth", "file", 0o644, BRENDA)
+    empty = ns.create(ns.root, "empty.txt", "file", 0o644, ANDY)
+    for item in (d, inner, top, empty):
+        journal.persist(item)
+    journal.data_path(inner).write_bytes(b"inner bytes")
+    journal.data_path(top).write_bytes(b"weights" * 1000)
+    journal.data_path(empty).write_bytes(b"")
+    journal.close()
+    for f in spool.glob("journal.sqlite*"):
+        f.unlink()
+    sids = sorted([inner.sid, top.sid, empty.sid])
+    expected = {inner.sid: b"inner bytes", top.sid: b"weights" * 1000, empty.sid: b""}
+    for start in range(2):
+        journal, ns = Journal(spool), make_ns()
+        journal.load(ns)
+        assert names(ns) == [RECOVERED]
+        assert names(ns, ns.recovered) == sorted([f"unnamed-{s}" for s in sids]
+                                                 + (["new.txt"] if start else []))
+        for sid in sids:
+            item = ns.recovered.children[f"unnamed-{sid}"]
+            st = journal.data_path(item).stat()
+            assert item.sid == sid and journal.data_path(item).read_bytes() == expected[sid]
+            assert (item.uid, item.size, item.kind) == (st.st_uid, len(expected[sid]), "file")
+            assert item.state == RECOVERED_STATE and "journal was missing" in item.error
+        if start == 0:  # a new entry beside them, to see that what the journal knows stays
+            staged = ns.create(ns.root, "new.txt", "file", 0o644, ANDY)
+            journal.persist(staged)
+            journal.data_path(staged).write_bytes(b"new")
+            orphan = journal.data_path(staged).with_name("99999")  # a deleted entry's bytes
+            orphan.write_bytes(b"deleted")
+        else:
+            assert journal.data_path(ns.recovered.children["new.txt"]).read_bytes() == b"new"
+        journal.close()
+    assert not orphan.exists()  # the journal had rows and did not know it
+    assert sum("journal" in r.getMessage() and "was missing" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records) == 1
+
+
+def test_a_version_1_journal_is_upgraded_in_place(tmp_path):
+    """A journal written before the writers' uids were recorded opens, its rows kept: a
+    sidecar in it counts when its creator is the entry's owner."""
+    spool = tmp_path / "spool"
+    (spool / "data").mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(spool / "journal.sqlite")) as db, db:
+        db.executescript(
+            "CREATE TABLE items (sid INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name TEXT "
+            "NOT NULL, kind TEXT NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, mode "
+            "INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, state TEXT NOT NULL, artifact "
+            "TEXT, error TEXT, xattrs TEXT NOT NULL, scopes TEXT NOT NULL, writers TEXT "
+            "NOT NULL); CREATE TABLE schema (version INTEGER NOT NULL);"
+            "INSERT INTO schema VALUES (1);"
+            "INSERT INTO items VALUES (5, 0, 'x.bin', 'file', 1000, 1000, 420, 1, "
+            "'staging', NULL, NULL, '{\"user.eio.type\": \"6d\"}', '[]', '[]');")
+    (spool / "data/5").write_bytes(b"x")
+    journal, ns = Journal(spool), make_ns()
+    journal.load(ns)
+    item = ns.recovered.children["x.bin"]
+    assert (item.writer_uids, item.xattr_uids) == ([], {})
+    assert item.xattrs_set_by(1000) == {"user.eio.type": b"m"}
+    assert journal.data_path(item).read_bytes() == b"x"
+    journal.close()
+    with contextlib.closing(sqlite3.connect(spool / "journal.sqlite")) as db:
+        assert db.execute("SELECT version FROM schema").fetchall() == [(2,)]
+
+
+# -- only the owner's metadata counts; another user's staged tree is closed ----------------
+def test_only_the_owners_sidecars_count_and_move_the_entry():
+    clock = Clock()
+    ns = make_ns(clock)
+    model = ns.create(ns.root, "model.pth", "file", 0o644, ANDY)
+    theirs = ns.create(ns.root, "model.pth.eio.yaml", "file", 0o644, BRENDA)
+    model.state, model.error = ERROR, "refused"
+    clock.now = 200.0
+    ns.touch(theirs)  # brenda writes her sidecar: andy's entry neither waits nor retries
+    assert model.changed == 100.0 and (model.state, model.error) == (ERROR, "refused")
+    assert ns.sidecar_of(model) is None and ns.sidecars(model) == []
+    assert ns.sidecars(model, owners=False) == [("model.pth.eio.yaml", theirs)]
+    d = ns.create(ns.root, "run", "dir", 0o755, ANDY)
+    inside = ns.create(d, ".eio.yaml", "file", 0o644, ANDY)
+    inside.writer_uids = [ANDY.uid]
+    assert ns.sidecars(d) == [("run/.eio.yaml", inside)]
+    inside.writer_uids.append(ROOT.uid)  # root opened it for writing: no longer andy's alone
+    assert ns.sidecars(d) == [] and ns.sidecars(d, owners=False) == [("run/.eio.yaml", inside)]
+    link, consumed, dropped = ns.replace_by_link(model, "01m885enepz71bzjbdwt9kmdr2")
+    assert consumed == [] and dropped == [model]  # brenda's sidecar is not consumed
+    assert ns.root.children["model.pth.eio.yaml"] is theirs and theirs.sid in ns.items
+
+
+def test_another_users_sidecar_does_not_hold_an_entry_back():
+    h = Harness()
+
+    async def main() -> None:
+        h.file("model.pth")
+        theirs = h.ns.create(h.ns.root, "model.pth.eio.yaml", "file", 0o644, BRENDA)
+        h.clock.now += 1.5
+        h.ns.touch(theirs)  # brenda keeps writing, and keeps it open
+        h.open.add(theirs)
+        h.clock.now += 0.5
+        assert await h.step() == ["model.pth"] and h.saved == ["model.pth"]
+
+    run(main)
+
+
+def write_file(outbox: Outbox, parent: Item, name: str, data: bytes, who: Any) -> Item:
+    """*who* creates *name* in *parent* and writes *data* into it (closed)."""
+
+    async def main() -> Item:
+        node, fh = await outbox.create(parent.node, name, 0o644, os.O_WRONLY, who)
+        await outbox.write(fh, 0, data)
+        await outbox.release(fh)
+        return outbox.ns.item_of(node)
+
+    return trio.run(main)
+
+
+def commit_code(outbox: Outbox, item: Item, who: Any) -> int:
+    """The trigger as *who*: 0 when it committed, else the errno."""
+    try:
+        trio.run(outbox.setxattr, item.node, "user.eio.commit", b"1", who)
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
+def artifact_of(outbox: Outbox, lake: Lake, name: str) -> Any:
+    link = outbox.ns.root.children[name]
+    assert link.kind == "link", f"{name} was not committed"
+    art = lake.get(link.artifact)
+    assert art is not None
+    return art
+
+
+def test_another_users_sidecar_and_xattrs_are_ignored_and_do_not_block(
+        outbox: Outbox, lake: Lake, populated_parent: str, caplog):
+    parent = populated_parent
+    root = outbox.root
+    model = write_file(outbox, root, "model.pth", b"weights", ANDY)
+    theirs = write_file(outbox, root, "model.pth.eio.yaml",
+                        f"type: evil\ntags: [pwned]\nbased_on: [{parent}]\n".encode(), BRENDA)
+    trio.run(outbox.setxattr, model.node, "user.eio.type", b"model", ANDY)
+    trio.run(outbox.setxattr, model.node, "user.eio.tags", b"rooted", ROOT)  # root's
+    assert commit_code(outbox, model, ANDY) == 0
+    art = artifact_of(outbox, lake, "model.pth")
+    assert (art.info, art.tags, art.based_on) == ({"type": "model"}, [], [])
+    assert root.children["model.pth.eio.yaml"] is theirs  # left alone, still brenda's
+    (line,) = [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()]
+    assert "model.pth of" in line and "sidecar model.pth.eio.yaml" in line
+    assert "user.eio.tags (set by" in line and "user.eio.type" not in line
+    # brenda's invalid sidecar beside andy's entry does not block it
+    data = write_file(outbox, root, "data.bin", b"data", ANDY)
+    write_file(outbox, root, "data.bin.eio.yaml", b"type: [unclosed\n", BRENDA)
+    assert commit_code(outbox, data, ANDY) == 0
+    assert artifact_of(outbox, lake, "data.bin").files["data.bin"].read_bytes() == b"data"
+    # andy's own sidecar counts; once root has rewritten it, it no longer does
+    for name, rewrite, info in (("mine.bin", False, {"type": "mine"}),
+                                ("theirs.bin", True, {})):
+        item = write_file(outbox, root, name, b"x", ANDY)
+        side = write_file(outbox, root, f"{name}.eio.yaml", b"type: mine\n", ANDY)
+        if rewrite:
+            async def rewrite_as_root(side: Item = side) -> None:
+                fh = await outbox.open(side.node, os.O_WRONLY | os.O_TRUNC, ROOT)
+                await outbox.write(fh, 0, b"type: root's\n")
+                await outbox.release(fh)
+
+            trio.run(rewrite_as_root)
+        assert commit_code(outbox, item, ANDY) == 0
+        assert artifact_of(outbox, lake, name).info == info, name
+        assert (f"{name}.eio.yaml" in root.children) == rewrite  # consumed when it counted
+
+
+@pytest.fixture
+def populated_parent(lake: Lake, tmp_path: Path) -> str:
+    (tmp_path / "parent.csv").write_text("a\n")
+    return lake.save([str(tmp_path / "parent.csv")], based_on=[]).id
+
+
+def test_lookup_and_stat_inside_another_users_staged_directory_are_refused(outbox: Outbox):
+    async def main() -> None:
+        run_dir = await outbox.mkdir(outbox.root.node, "run", 0o755, ANDY)
+        node, fh = await outbox.create(run_dir, "a.txt", 0o644, os.O_WRONLY, ANDY)
+        await outbox.release(fh)
+        listing = code(outbox.opendir, run_dir, BRENDA)
+        assert listing == errno.EACCES
+        assert code(outbox.lookup, run_dir, "a.txt", BRENDA) == listing
+        assert code(outbox.lookup, run_dir, "missing", BRENDA) == listing  # no hint either
+        assert code(outbox.check_stat, node, BRENDA) == listing
+        for who in (ANDY, ROOT):  # the owner, and root
+            assert outbox.lookup(run_dir, "a.txt", who) is node
+            assert outbox.lookup(run_dir, "missing", who) is None
+            outbox.check_stat(node, who)
+        # outbox/ is like /tmp: anyone sees and stats the top-level entries
+        assert outbox.lookup(outbox.root.node, "run", BRENDA) is run_dir
+        outbox.check_stat(run_dir, BRENDA)
+        outbox.check_stat(outbox.root.node, BRENDA)
+
+    trio.run(main)
+
+
+BOMB = (b'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
+        + b"".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n".encode()
+                   for p, c in zip("abcdefg", "bcdefgh")))
+
+
+def test_a_yaml_bomb_sidecar_is_refused_fast_and_the_entry_kept(outbox: Outbox, lake: Lake):
+    """A sidecar of aliases expanding to 10**8 nodes (a few hundred bytes) is refused
+    unparsed; the entry stays staged with its bytes, and commits once the sidecar is
+    fixed. A sidecar over the size bound is refused unread."""
+    assert len(BOMB) < 400
+    item = write_file(outbox, outbox.root, "bomb.bin", b"precious", ANDY)
+    side = write_file(outbox, outbox.root, "bomb.bin.eio.yaml", BOMB, ANDY)
+    started = time.monotonic()
+    assert commit_code(outbox, item, ANDY) == errno.EINVAL
+    assert time.monotonic() - started < 10  # generous: it takes milliseconds
+    assert item.state == ERROR and "sidecar bomb.bin.eio.yaml" in item.error
+    assert "expands to more than" in item.error
+    assert outbox.journal.data_path(item).read_bytes() == b"precious"
+    big = write_file(outbox, outbox.root, "big.bin", b"x", ANDY)
+    write_file(outbox, outbox.root, "big.bin.eio.yaml", b"#" * (64 << 10) + b"\n", ANDY)
+    assert commit_code(outbox, big, ANDY) == errno.EINVAL
+    assert "sidecar big.bin.eio.yaml" in big.error and "at most 65536" in big.error
+
+    async def fix() -> None:
+        fh = await outbox.open(side.node, os.O_WRONLY | os.O_TRUNC, ANDY)
+        await outbox.write(fh, 0, b"type: fixed\n")
+        await outbox.release(fh)
+
+    trio.run(fix)
+    assert commit_code(outbox, item, ANDY) == 0
+    art = artifact_of(outbox, lake, "bomb.bin")
+    assert art.info == {"type": "fixed"} and art.files["bomb.bin"].read_bytes() == b"precious"

@@ -308,7 +308,7 @@ def test_sidecar_xattrs_and_an_invalid_sidecar(lake_env_quiet, mount_factory, ou
     (out / "bad.bin").write_bytes(b"precious")
     bad = out / "bad.bin"
     wait_for(lambda: xattr(bad, "user.eio.state") == "error", 10, "no error state")
-    assert "bad.bin.eio.yaml is not valid YAML" in (xattr(bad, "user.eio.error") or "")
+    assert "sidecar bad.bin.eio.yaml: not valid YAML" in (xattr(bad, "user.eio.error") or "")
     assert "bad.bin of root is not committed: sidecar bad.bin.eio.yaml" in m.log_text()
     assert err(os.setxattr, bad, "user.eio.commit", b"1") == errno.EINVAL
     assert bad.read_bytes() == b"precious" and not bad.is_symlink()
@@ -372,6 +372,13 @@ def test_lineage_from_what_the_writer_read(lake_env_quiet, mount_factory, outbox
 
 
 # -- two users on a shared mount ---------------------------------------------------------------
+def as_user(user: str, *cmd: str, check: bool = True,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    """*cmd* run as the local account *user* (runuser), with *env* set."""
+    return run("runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()),
+               *cmd, check=check)
+
+
 @pytest.fixture
 def two_users() -> Iterator[tuple[str, str]]:
     """Two real local accounts, removed afterwards."""
@@ -405,11 +412,6 @@ def test_two_users_own_their_entries(lake_env_quiet, mount_factory, outbox_lake,
         src = shared_dir / "src.txt"
         src.write_text("alice's secret\n")
         src.chmod(0o644)
-
-        def as_user(user: str, *cmd: str, check: bool = True,
-                    **env: str) -> subprocess.CompletedProcess[str]:
-            return run("runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in
-                                                              env.items()), *cmd, check=check)
 
         # hidden names do not commit by themselves: the staged entries stay to be probed
         as_user(alice, "cp", str(src), str(out / ".a.txt"), ELLIPTIO_USER="mallory")
@@ -450,6 +452,155 @@ def test_two_users_own_their_entries(lake_env_quiet, mount_factory, outbox_lake,
         assert sorted(os.listdir(m.path / "by-user")) == sorted([alice, bob])
     finally:
         m.unmount()  # before shared_dir goes
+
+
+STAT = ("import errno, os, sys\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        os.stat(p)\n"
+        "        print('ok')\n"
+        "    except OSError as exc:\n"
+        "        print(errno.errorcode[exc.errno])\n")
+
+
+def test_another_users_metadata_does_not_count_and_their_tree_is_closed(
+        lake_env, mount_factory, two_users, shared_dir):
+    """On a shared mount bob writes sidecars beside alice's entries (outbox/ is sticky,
+    like /tmp: he may) and root sets an xattr on one: none of it is applied to her
+    artifacts, his invalid sidecar does not stop her commit, the daemon says so in one
+    line; and bob cannot look up or stat anything inside her staged directory."""
+    alice, bob = two_users
+    env = {**lake_env, "ELLIPTIO_OUTBOX_QUIET": QUIET}
+    m = mount_factory(env, "--allow-other", base=shared_dir)
+    lake = Lake(Settings.load())
+    try:
+        out = m.path / "outbox"
+        for name, text in (("data.bin", "alice's data\n"), ("evil.yaml", "type: evil\n"
+                           "tags: [pwned]\nbased_on: []\n"), ("broken.yaml", "type: [\n")):
+            (shared_dir / name).write_text(text)
+            (shared_dir / name).chmod(0o644)
+        # hidden names: staged until alice triggers them
+        as_user(alice, "cp", str(shared_dir / "data.bin"), str(out / ".a.bin"))
+        as_user(alice, "cp", str(shared_dir / "data.bin"), str(out / ".b.bin"))
+        as_user(bob, "cp", str(shared_dir / "evil.yaml"), str(out / ".a.bin.eio.yaml"))
+        as_user(bob, "cp", str(shared_dir / "broken.yaml"), str(out / ".b.bin.eio.yaml"))
+        as_user(alice, "setfattr", "-n", "user.eio.type", "-v", "hers", str(out / ".a.bin"))
+        os.setxattr(out / ".a.bin", "user.eio.tags", b"rooted")  # root, not alice
+        as_user(alice, "setfattr", "-n", "user.eio.commit", "-v", "1", str(out / ".a.bin"))
+        a = lake.get(os.readlink(out / ".a.bin").rsplit("/", 1)[1])
+        assert a is not None and a.user == alice
+        assert (a.info, a.tags, a.based_on) == ({"type": "hers"}, [], [])
+        res = as_user(alice, "setfattr", "-n", "user.eio.commit", "-v", "1",
+                      str(out / ".b.bin"), check=False)
+        assert res.returncode == 0, res.stderr  # bob's broken sidecar does not block her
+        b = lake.get(os.readlink(out / ".b.bin").rsplit("/", 1)[1])
+        assert b is not None and b.files[".b.bin"].read_text() == "alice's data\n"
+        # bob's sidecars are left as they were: his, staged, not consumed
+        assert os.stat(out / ".a.bin.eio.yaml").st_uid == pwd.getpwnam(bob).pw_uid
+        assert (out / ".b.bin.eio.yaml").read_text() == "type: [\n"
+        log = m.log_text()
+        assert f".a.bin of {alice}: ignoring what another user wrote for it: sidecar " \
+               f".a.bin.eio.yaml ({bob}); user.eio.tags (set by {ROOT})" in log
+        assert f".b.bin of {alice}: ignoring what another user wrote for it: sidecar " \
+               f".b.bin.eio.yaml ({bob})" in log
+        assert "not committed" not in log
+
+        # inside alice's staged directory bob can neither list, nor look up, nor stat
+        as_user(alice, "mkdir", str(out / ".adir"))
+        as_user(alice, "cp", str(shared_dir / "data.bin"), str(out / ".adir/in.txt"))
+        script = shared_dir / "stat.py"
+        script.write_text(STAT)
+        script.chmod(0o644)
+        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or "python3"
+        paths = [str(out / ".adir"), str(out / ".adir/in.txt"), str(out / ".adir/missing")]
+        got = as_user(bob, python, str(script), *paths).stdout.split()
+        assert got == ["ok", "EACCES", "EACCES"]
+        assert as_user(alice, python, str(script), *paths).stdout.split() == \
+            ["ok", "ok", "ENOENT"]
+        listing = as_user(bob, "ls", str(out / ".adir"), check=False)
+        assert listing.returncode != 0 and "Permission denied" in listing.stderr
+    finally:
+        lake.close()
+        m.unmount()  # before shared_dir goes
+
+
+BOMB = (b'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
+        + b"".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n".encode()
+                   for p, c in zip("abcdefg", "bcdefgh")))
+
+
+def test_a_yaml_bomb_sidecar_is_refused_fast_and_the_daemon_keeps_serving(
+        lake_env, mount_factory):
+    """A few hundred bytes of aliases (10**8 nodes expanded) as a sidecar: the trigger is
+    refused at once with an error naming the sidecar, the mount answers meanwhile and
+    after, the entry keeps its bytes and commits once the sidecar is fixed."""
+    m = mount_factory({**lake_env, "ELLIPTIO_OUTBOX_QUIET": QUIET})
+    lake = Lake(Settings.load())
+    try:
+        out = m.path / "outbox"
+        (out / ".bomb.bin.eio.yaml").write_bytes(BOMB)
+        (out / ".bomb.bin").write_bytes(b"precious")
+        started = time.monotonic()
+        trigger = subprocess.Popen(["setfattr", "-n", "user.eio.commit", "-v", "1",
+                                    str(out / ".bomb.bin")], stderr=subprocess.PIPE,
+                                   text=True)
+        try:
+            assert sorted(os.listdir(out)) == [".bomb.bin", ".bomb.bin.eio.yaml"]
+            _, stderr = trigger.communicate(timeout=60)
+        finally:
+            if trigger.poll() is None:
+                trigger.kill()  # by pid: ours
+                trigger.wait()
+        assert time.monotonic() - started < 20  # generous: it takes milliseconds
+        assert trigger.returncode != 0 and "Invalid argument" in stderr
+        error = xattr(out / ".bomb.bin", "user.eio.error") or ""
+        assert "sidecar .bomb.bin.eio.yaml: expands to more than" in error
+        assert xattr(out / ".bomb.bin", "user.eio.state") == "error"
+        assert (out / ".bomb.bin").read_bytes() == b"precious"
+        assert f".bomb.bin of {ROOT} is not committed: sidecar .bomb.bin.eio.yaml" in \
+            m.log_text()
+        (out / ".bomb.bin.eio.yaml").write_text("type: defused\n")
+        run("setfattr", "-n", "user.eio.commit", "-v", "1", str(out / ".bomb.bin"))
+        a = lake.get(os.readlink(out / ".bomb.bin").rsplit("/", 1)[1])
+        assert a is not None and a.info == {"type": "defused"}
+        assert a.files[".bomb.bin"].read_bytes() == b"precious"
+    finally:
+        lake.close()
+
+
+def test_a_missing_journal_keeps_the_staged_bytes(lake_env, mount_factory):
+    """The spool's journal is deleted while the daemon is stopped: the staged files come
+    back under .recovered/ (their names were in the journal: unnamed-<n>), byte for
+    byte, said in the log; moved back into outbox/, one commits."""
+    env = {**lake_env, "ELLIPTIO_OUTBOX_QUIET": "600"}
+    m = mount_factory(env, name="nojournal")
+    spool = Path(m.env["ELLIPTIO_SPOOL"])
+    payload = os.urandom(3 << 20)
+    (m.path / "outbox/model.pth").write_bytes(payload)
+    os.mkdir(m.path / "outbox/run")
+    (m.path / "outbox/run/notes.txt").write_text("notes\n")
+    m.unmount()
+    journal = sorted(spool.glob("journal.sqlite*"))
+    assert journal and len(list((spool / "data").iterdir())) == 2
+    for f in journal:
+        f.unlink()
+    m2 = mount_factory({**lake_env, "ELLIPTIO_OUTBOX_QUIET": QUIET}, name="nojournal")
+    rec = m2.path / "outbox/.recovered"
+    kept = sorted(os.listdir(rec))
+    assert len(kept) == 2 and all(n.startswith("unnamed-") for n in kept)
+    contents = sorted((rec / n).read_bytes() for n in kept)
+    assert contents == sorted([payload, b"notes\n"])
+    big = next(n for n in kept if (rec / n).stat().st_size == len(payload))
+    assert xattr(rec / big, "user.eio.state") == "recovered"
+    assert "journal was missing" in (xattr(rec / big, "user.eio.error") or "")
+    assert "was missing at start; kept the 2 staged file(s)" in m2.log_text()
+    os.rename(rec / big, m2.path / "outbox/model.pth")
+    lake = Lake(Settings.load())
+    try:
+        a = lake.get(committed(m2.path / "outbox/model.pth"))
+        assert a is not None and a.files["model.pth"].read_bytes() == payload
+    finally:
+        lake.close()
 
 
 # -- crashes and failures ----------------------------------------------------------------------
@@ -712,7 +863,11 @@ def test_sidecar_and_xattr_metadata():
     for bad, message in ((b"- a list\n", "must be a mapping"), (b"a: [\n", "not valid YAML"),
                          (b"info: 3\n", "info must be a mapping"),
                          (b"based_on: [xyz]\n", "xyz"), (b"tags: ['a/b']\n", "a/b"),
-                         (b"\xff\xfe", "not valid YAML")):
+                         (b"\xff\xfe", "not valid YAML"),
+                         (BOMB, "s: expands to more than"),
+                         (b"a: &a [*a]\n", "self-referencing"),
+                         (b"k: " + b"[" * 100 + b"]" * 100 + b"\n", "deeper than"),
+                         (b"#" * (64 << 10) + b"\n", "at most 65536")):
         with pytest.raises(UsageError, match=message):
             sidecar_metadata(bad, "s")
     x = xattr_metadata({"user.eio.type": b"model", "user.eio.tags": b"a, b,",

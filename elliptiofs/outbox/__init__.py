@@ -41,8 +41,14 @@ line; any other :class:`~elliptio.errors.ElliptioError` (store or catalogue down
 **Owner and permissions.** The owner of an entry is the uid of the process that created
 it (the FUSE request context), its artifact user that uid's login name (``uid<N>`` without
 a passwd entry); environment variables do not enter. Only the owner (and root) may open,
-list, change, rename or delete a staged entry or read its ``user.*`` xattrs; ``outbox/`` is
-sticky like ``/tmp``, so anyone may create top-level entries.
+list, look up or stat names inside, change, rename or delete a staged entry or read its
+``user.*`` xattrs; ``outbox/`` is sticky like ``/tmp``, so anyone may create top-level
+entries — a sidecar beside someone else's entry among them. So **metadata counts only when
+the entry's owner wrote it**: a sidecar created by another uid, or opened for writing by
+one (root included), and a ``user.eio.*`` attribute set by another uid are ignored for the
+entry (neither applied, nor holding the commit back, nor refusing it, nor consumed by it;
+one WARNING line at the commit names them). The uids are the kernel's, recorded when the
+sidecar was created or opened and when the attribute was set, never read from a file.
 
 **Lineage.** Creating or opening a file for writing records the writer's read scope
 (:func:`~elliptiofs.readlog.scope_for`, the daemon's ``--scope``); the commit's
@@ -51,12 +57,18 @@ first-read order — unless the sidecar or ``user.eio.based_on`` names it explic
 
 **Crash recovery.** On start, every top-level entry the journal holds uncommitted is
 moved under ``.recovered/`` (never committed or dropped silently); the user commits it
-(``mv`` it back into ``outbox/``, or the trigger xattr) or deletes it.
+(``mv`` it back into ``outbox/``, or the trigger xattr) or deletes it. Without a journal
+(deleted, or a spool restored without it) the staged bytes in ``data/`` are kept all the
+same: each file becomes ``.recovered/unnamed-<sid>``, owned by the spool file's owner —
+the daemon's user, since who wrote it was known only to the journal
+(:meth:`.journal.Journal.load`).
 
 The parts, one job each (nothing here imports pyfuse3: refusals are
 ``OSError(errno, message)``, which ops maps to the same errno; answers are plain values
 that ops copies into pyfuse3's objects)::
 
+    items        a staged object (Item) and the outbox's vocabulary: sids, states,
+                 sidecar names, refuse (pure)
     namespace    the entries in memory: names, parents, owners, who may do what (pure)
     journal      the spool: its lock, the SQLite journal, loading and recovery, the
                  commit's transaction
@@ -67,6 +79,7 @@ that ops copies into pyfuse3's objects)::
     saving       what a commit does: the save through the library, the link that
                  replaces the entry
     operations   the POSIX operations (Outbox), wiring the parts together and doing the I/O
+    values       the plain values it answers and takes (Attrs, Space, Change)
 
 ``/proc`` (the writer's command line, whether it is dying of a signal) is read through
 :mod:`elliptiofs.procinfo`, which the read log uses too.
@@ -77,8 +90,9 @@ from .committer import Committer, Failed, Refused
 from .journal import Journal
 from .metadata import merge_metadata, plan, sidecar_metadata, xattr_metadata
 from .namespace import Item, Namespace, refuse
-from .operations import Attrs, Change, Outbox, Space
+from .operations import Outbox
 from .saving import Saver
+from .values import Attrs, Change, Space
 
 __all__ = ["Attrs", "Change", "Committer", "Failed", "Item", "Journal", "Namespace",
            "Outbox", "Refused", "Saver", "Space", "merge_metadata", "plan", "refuse",

@@ -7,7 +7,10 @@ of the namespace, not on every write. Both survive a kill of the daemon: the byt
 the kernel's page cache of a local file, the journal is SQLite in WAL mode.
 
 On start :meth:`Journal.load` rebuilds the namespace and moves every top-level entry
-that was not committed under ``.recovered/`` (never committed or dropped silently).
+that was not committed under ``.recovered/`` (never committed or dropped silently); staged
+bytes the journal does not know are dropped only when it holds rows (they belonged to
+entries it says were deleted or committed) — without it they come back as
+``.recovered/unnamed-<sid>``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from typing import Any
 
 from elliptio.errors import ConfigError
 
-from .namespace import RECOVERED, ROOT_SID, Item, Namespace
+from .namespace import RECOVERED, RECOVERED_STATE, ROOT_SID, Item, Namespace
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: columns each older version lacks, added on open (v1: who wrote and who set xattrs)
+MIGRATIONS = {1: ("writer_uids TEXT NOT NULL DEFAULT '[]'",
+                  "xattr_uids TEXT NOT NULL DEFAULT '{}'")}
 
 
 def create_tables(db: sqlite3.Connection) -> None:
@@ -48,7 +54,12 @@ def create_tables(db: sqlite3.Connection) -> None:
             error    TEXT,                 -- why it is not committed (user.eio.error)
             xattrs   TEXT NOT NULL,        -- JSON {{name: hex value}}: user.* set by the user
             scopes   TEXT NOT NULL,        -- JSON [read scope of each writer] (lineage)
-            writers  TEXT NOT NULL         -- JSON [command line of each writer] (provenance)
+            writers  TEXT NOT NULL,        -- JSON [command line of each writer] (provenance)
+            writer_uids TEXT NOT NULL DEFAULT '[]',  -- JSON [uid that created it or opened
+                                           -- it to write]: a sidecar counts when all are
+                                           -- its entry's owner ('[]': the creator alone)
+            xattr_uids  TEXT NOT NULL DEFAULT '{{}}' -- JSON {{xattr name: uid that set it}}:
+                                           -- only the owner's count (absent: the owner)
         );
         CREATE TABLE IF NOT EXISTS schema (
             version INTEGER NOT NULL       -- SCHEMA_VERSION of the code that created it
@@ -91,6 +102,8 @@ class Journal:
 
     def _open(self) -> sqlite3.Connection:
         path = self.spool / "journal.sqlite"
+        #: the journal was not there: what data/ holds is known to nobody (load keeps it)
+        self.created = not path.exists()
         db = None
         try:
             db = sqlite3.connect(path, isolation_level=None)
@@ -102,6 +115,18 @@ class Journal:
             if db is not None:
                 db.close()
             raise ConfigError(f"cannot open the outbox journal {path}: {exc}") from None
+        if version in MIGRATIONS:
+            try:
+                db.execute("BEGIN")  # all of the upgrade or none
+                for column in MIGRATIONS[version]:
+                    db.execute(f"ALTER TABLE items ADD COLUMN {column}")
+                db.execute("UPDATE schema SET version = ?", (SCHEMA_VERSION,))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.close()  # rolls the upgrade back
+                raise ConfigError(f"cannot upgrade the outbox journal {path}: {exc}") \
+                    from None
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             db.close()
             raise ConfigError(f"outbox journal {path} has schema version {version}, this "
@@ -123,11 +148,12 @@ class Journal:
             return
         assert item.parent is not None
         self._db.execute(
-            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (item.sid, item.parent.sid, item.name, item.kind, item.uid, item.gid, item.mode,
              item.mtime_ns, item.state, item.artifact, item.error,
              json.dumps({k: v.hex() for k, v in item.xattrs.items()}),
-             json.dumps(item.scopes), json.dumps(item.writers)))
+             json.dumps(item.scopes), json.dumps(item.writers),
+             json.dumps(item.writer_uids), json.dumps(item.xattr_uids)))
 
     def delete(self, items: list[Item], *, data: bool = True) -> list[Path]:
         """Delete the rows of *items* (dropped from the namespace) and their staged bytes;
@@ -161,12 +187,14 @@ class Journal:
         rows = self._db.execute("SELECT * FROM items ORDER BY sid").fetchall()
         by_sid: dict[int, tuple[Any, ...]] = {r[0]: r for r in rows}
         for r in rows:
-            sid, _, name, kind, uid, gid, mode, mtime_ns, state, aid, error, xa, sc, wr = r
+            sid, _, name, kind, uid, gid, mode, mtime_ns, state, aid, error, xa, sc, wr, \
+                wu, xu = r
             item = Item(sid, None, name, kind, uid=uid, gid=gid, mode=mode,
                         mtime_ns=mtime_ns, changed=ns.clock())
             item.state, item.artifact, item.error = state, aid, error
             item.xattrs = {k: bytes.fromhex(v) for k, v in json.loads(xa).items()}
             item.scopes, item.writers = json.loads(sc), json.loads(wr)
+            item.writer_uids, item.xattr_uids = json.loads(wu), json.loads(xu)
             ns.add(item)
         for r in rows:
             item = ns.items[r[0]]
@@ -190,6 +218,40 @@ class Journal:
                         "as outbox/%s/%s (commit or delete it)", item.name,
                         ns.owner_name(item.uid), RECOVERED, item.name)
         known = {str(s) for s, i in ns.items.items() if i.kind == "file"}
-        for f in self.data.iterdir():
-            if f.name not in known:  # the bytes of an entry deleted or committed
-                f.unlink()
+        unknown = [f for f in self.data.iterdir() if f.name not in known
+                   and f.name.isdigit() and f.is_file()]
+        if self.created or not rows:
+            # no journal (deleted, a spool restored without it, or one just created when
+            # the daemon died): nobody knows what these bytes are, so they are kept
+            self._keep_unnamed(ns, unknown)
+            return
+        for f in unknown:
+            # the bytes of an entry deleted or committed: the journal said so first, then
+            # they go (saving._committed), so a crash in between leaves only these
+            f.unlink()
+
+    def _keep_unnamed(self, ns: Namespace, files: list[Path]) -> None:
+        """Staged bytes without a journal row: each one a recovered entry
+        ``.recovered/unnamed-<sid>``, owned by its spool file's owner (the daemon's user:
+        only the journal knew the writer), never dropped."""
+        kept = []
+        with self.transaction():
+            for f in sorted(files, key=lambda f: int(f.name)):
+                st = f.stat()
+                item = ns.add(Item(int(f.name), None, f"unnamed-{f.name}", "file",
+                                   uid=st.st_uid, gid=st.st_gid, mode=0o600,
+                                   mtime_ns=st.st_mtime_ns, changed=ns.clock()))
+                item.size = st.st_size
+                ns.attach(item, ns.recovered, ns.free_name(ns.recovered, item.name))
+                item.state = RECOVERED_STATE
+                item.error = ("the outbox journal was missing when the daemon started: "
+                              "the name, directory, writer and metadata of these bytes "
+                              "are lost, the bytes are kept (move the file into outbox/ "
+                              "under its name to commit it, or delete it)")
+                self.persist(item)
+                kept.append(item)
+        if kept:
+            log.warning("outbox: the journal %s was missing at start; kept the %d staged "
+                        "file(s) it would have named as outbox/%s/unnamed-<n>, owned by "
+                        "uid %s (commit or delete them)", self.spool / "journal.sqlite",
+                        len(kept), RECOVERED, ", ".join(sorted({str(i.uid) for i in kept})))

@@ -3,7 +3,12 @@ and ``user.eio.*`` xattrs give (later ones winning: the sidecar beside the entry
 ``.eio.yaml`` at the top of a staged directory, then the xattrs), and the provenance of
 the program that wrote it (:func:`writer_provenance`).
 
-The parsers are pure; :func:`plan` reads the sidecars' staged bytes.
+Only what the entry's owner wrote counts: the sidecars :meth:`.Namespace.sidecars` gives
+(created and written by the owner's uid alone) and the xattrs the owner set; the rest is
+named by :func:`ignored` for the log and otherwise left alone. A sidecar is read up to
+:data:`MAX_SIDECAR` bytes (:func:`sidecar_sources`, on the trio thread) and parsed by
+:func:`elliptio.yamlsafe.load_bounded` (:func:`parse_sidecars`, in a worker thread: no
+alias bomb is expanded, and the daemon keeps serving while a sidecar is parsed).
 """
 
 from __future__ import annotations
@@ -12,29 +17,35 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from elliptio.errors import UsageError
+from elliptio.errors import IntegrityError, UsageError
 from elliptio.ids import check_id
 from elliptio.inputs import Entry as SaveEntry
 from elliptio.validate import check_tags
+from elliptio.yamlsafe import load_bounded
 
 from ..procinfo import split_command
 from .namespace import DIR_SIDECAR, Item, Namespace
 
-#: largest sidecar read (bytes)
-MAX_SIDECAR = 1 << 20
+#: largest sidecar read (bytes; docs/mount.md): a few keys need far less, and parsing
+#: 64 KiB of YAML takes a worker thread ~0.2 s at most
+MAX_SIDECAR = 64 << 10
 #: writer command lines remembered per entry (provenance)
 MAX_WRITERS = 20
 
 
 def sidecar_metadata(data: bytes, where: str) -> dict[str, Any]:
     """The metadata a sidecar YAML gives: ``tags``, ``based_on``, ``info`` (a mapping) and
-    any other key as an ``info`` key (``type: model``)."""
+    any other key as an ``info`` key (``type: model``). UsageError naming the sidecar for
+    anything else: not UTF-8, not YAML, beyond the bounds of
+    :func:`~elliptio.yamlsafe.load_bounded` (bytes, aliases, depth)."""
     try:
-        doc = yaml.safe_load(data.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UsageError(f"sidecar {where} is not valid YAML: {exc}") from None
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"sidecar {where}: not valid YAML (not UTF-8 text)") from None
+    try:
+        doc = load_bounded(data, f"sidecar {where}", max_bytes=MAX_SIDECAR)
+    except IntegrityError as exc:  # the message names the sidecar and the bound
+        raise UsageError(str(exc)) from None
     if doc is None:
         return {}
     if not isinstance(doc, Mapping):
@@ -102,16 +113,49 @@ def merge_metadata(into: dict[str, Any], more: Mapping[str, Any]) -> None:
             into[key] = more[key]
 
 
-def plan(top: Item, ns: Namespace, data_path: Callable[[Item], Path]
-         ) -> tuple[list[SaveEntry], dict[str, Any]]:
-    """What to save of *top* and with which metadata (``info``, ``tags``, ``based_on``:
-    None when nothing names it); UsageError when it cannot be saved."""
-    meta: dict[str, Any] = {"info": {}, "tags": None, "based_on": None}
+def sidecar_sources(top: Item, ns: Namespace, data_path: Callable[[Item], Path]
+                    ) -> list[tuple[str, bytes]]:
+    """(where, staged bytes) of the sidecars of *top* that count (its owner's); UsageError
+    for one larger than :data:`MAX_SIDECAR`, which is not read."""
+    out = []
     for where, side in ns.sidecars(top):
         if side.size > MAX_SIDECAR:
-            raise UsageError(f"sidecar {where} is larger than {MAX_SIDECAR} bytes")
-        merge_metadata(meta, sidecar_metadata(data_path(side).read_bytes(), where))
-    merge_metadata(meta, xattr_metadata(top.xattrs))
+            raise UsageError(f"sidecar {where}: {side.size} bytes; at most {MAX_SIDECAR} "
+                             "are read")
+        with open(data_path(side), "rb") as f:
+            out.append((where, f.read(MAX_SIDECAR + 1)))
+    return out
+
+
+def parse_sidecars(sources: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The metadata of each of :func:`sidecar_sources` (pure: run in a worker thread)."""
+    return [sidecar_metadata(data, where) for where, data in sources]
+
+
+def ignored(top: Item, ns: Namespace) -> list[str]:
+    """What another user wrote for *top*, which does not count: its sidecars and
+    ``user.eio.*`` xattrs, each with whose it is (for the daemon's log)."""
+    def whose(item: Item) -> str:
+        uids = [item.uid, *(u for u in item.writer_uids if u != item.uid)]
+        return ", ".join(ns.owner_name(u) for u in uids if u != top.uid)
+
+    out = [f"sidecar {where} ({whose(side)})"
+           for where, side in ns.sidecars(top, owners=False)]
+    out += [f"{name} (set by {ns.owner_name(uid)})"
+            for name, uid in sorted(top.xattr_uids.items())
+            if uid != top.uid and name.startswith("user.eio.") and name in top.xattrs]
+    return out
+
+
+def plan(top: Item, ns: Namespace, data_path: Callable[[Item], Path],
+         sidecars: list[dict[str, Any]]) -> tuple[list[SaveEntry], dict[str, Any]]:
+    """What to save of *top* and with which metadata (``info``, ``tags``, ``based_on``:
+    None when nothing names it), given its sidecars' (:func:`parse_sidecars`) and the
+    xattrs its owner set; UsageError when it cannot be saved."""
+    meta: dict[str, Any] = {"info": {}, "tags": None, "based_on": None}
+    for doc in sidecars:
+        merge_metadata(meta, doc)
+    merge_metadata(meta, xattr_metadata(top.xattrs_set_by(top.uid)))
     if top.kind == "file":
         entries = [SaveEntry(top.name, str(data_path(top)), top.size)]
     else:

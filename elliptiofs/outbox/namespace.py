@@ -13,94 +13,35 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
 
-from ..nodes import Entry, Kind, Node
+from ..nodes import Entry, Node
 from ..procinfo import user_name
+from .items import (  # the vocabulary, re-exported: the other parts import it from here
+    COMMITTED,
+    COMMITTING,
+    DIR_SIDECAR,
+    ERROR,
+    PENDING,
+    READ_ONLY_XATTRS,
+    RECOVERED,
+    RECOVERED_SID,
+    RECOVERED_STATE,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    ROOT_SID,
+    SIDECAR_SUFFIX,
+    STAGING,
+    TRIGGER,
+    Caller,
+    Item,
+    refuse,
+)
 
-if TYPE_CHECKING:
-    import trio
-
-#: sid of outbox/ itself and of the virtual outbox/.recovered/
-ROOT_SID, RECOVERED_SID = 0, -1
-RECOVERED = ".recovered"
-SIDECAR_SUFFIX = ".eio.yaml"
-DIR_SIDECAR = ".eio.yaml"
-
-#: states of a top-level entry (``user.eio.state``)
-STAGING, COMMITTING, PENDING, ERROR, COMMITTED, RECOVERED_STATE = (
-    "staging", "committing", "pending", "error", "committed", "recovered")
-#: xattrs the outbox computes; users cannot set them
-READ_ONLY_XATTRS = ("user.eio.state", "user.eio.error", "user.eio.owner", "user.eio.id")
-TRIGGER = "user.eio.commit"
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
-
-
-def refuse(code: int, message: str) -> OSError:
-    """An error for the caller: ops answers it with *code*."""
-    return OSError(code, message)
-
-
-class Caller(Protocol):
-    """Who asks (pyfuse3's request context has these)."""
-
-    @property
-    def uid(self) -> int: ...
-    @property
-    def gid(self) -> int: ...
-    @property
-    def pid(self) -> int: ...
-    @property
-    def umask(self) -> int: ...
-
-
-class Item:
-    """One staged object (or a committed link, or outbox/ and .recovered/ themselves)."""
-
-    __slots__ = ("sid", "parent", "name", "kind", "uid", "gid", "mode", "mtime_ns", "size",
-                 "state", "artifact", "error", "xattrs", "scopes", "writers", "children",
-                 "node", "changed", "retry_at", "retry_delay", "done")
-
-    def __init__(self, sid: int, parent: Item | None, name: str, kind: str, *, uid: int = 0,
-                 gid: int = 0, mode: int = 0o644, mtime_ns: int = 0,
-                 changed: float = 0.0) -> None:
-        self.sid = sid
-        self.parent = parent
-        self.name = name
-        self.kind = kind  # file | dir | link
-        self.uid, self.gid, self.mode = uid, gid, mode
-        self.mtime_ns = mtime_ns or time.time_ns()
-        self.size = 0
-        self.state = STAGING
-        self.artifact: str | None = None
-        self.error: str | None = None
-        self.xattrs: dict[str, bytes] = {}
-        self.scopes: list[str] = []  # the writers' read scopes (lineage)
-        self.writers: list[str] = []  # the writers' command lines (provenance)
-        self.children: dict[str, Item] | None = {} if kind == "dir" else None
-        kinds = {"file": Kind.AFILE, "dir": Kind.OUTBOX, "link": Kind.LINK}
-        self.node = Node(kinds[kind], ("outbox",) if sid == ROOT_SID
-                         else ("outbox", f"#{sid}"), mtime_ns=self.mtime_ns)
-        self.changed = changed  # the quiet period counts from here (Namespace.clock)
-        self.retry_at = 0.0
-        self.retry_delay = 0.0
-        self.done: trio.Event | None = None  # set while committing
-
-    def __repr__(self) -> str:
-        return f"Item({self.sid}, {self.kind}, {self.name!r}, {self.state})"
-
-    def walk(self) -> Iterator[tuple[str, Item]]:
-        """(relative path, item) of every item below this directory."""
-        for name, child in sorted((self.children or {}).items()):
-            yield name, child
-            if child.children is not None:
-                for rel, sub in child.walk():
-                    yield f"{name}/{rel}", sub
-
-    def with_below(self) -> list[Item]:
-        """This item and every item below it."""
-        return [self, *(i for _, i in self.walk())] if self.children is not None else [self]
+__all__ = ["COMMITTED", "COMMITTING", "DIR_SIDECAR", "ERROR", "PENDING", "READ_ONLY_XATTRS",
+           "RECOVERED", "RECOVERED_SID", "RECOVERED_STATE", "RENAME_EXCHANGE",
+           "RENAME_NOREPLACE", "ROOT_SID", "SIDECAR_SUFFIX", "STAGING", "TRIGGER", "Caller",
+           "Item", "Namespace", "refuse"]
 
 
 class Namespace:
@@ -196,11 +137,15 @@ class Namespace:
         return item
 
     def sidecar_of(self, top: Item) -> Item | None:
-        """The top-level ``<name>.eio.yaml`` beside *top*, if there is one."""
-        return (self.root.children or {}).get(top.name + SIDECAR_SUFFIX)
+        """The top-level ``<name>.eio.yaml`` beside *top*, if its owner wrote it (another
+        user's sidecar neither describes the entry nor holds it back)."""
+        side = (self.root.children or {}).get(top.name + SIDECAR_SUFFIX)
+        return side if side is not None and side.written_only_by(top.uid) else None
 
-    def sidecars(self, top: Item) -> list[tuple[str, Item]]:
-        """(where, item) of the sidecars of *top*: beside it, then inside a directory."""
+    def sidecars(self, top: Item, *, owners: bool = True) -> list[tuple[str, Item]]:
+        """(where, item) of the sidecars of *top*: beside it, then inside a directory —
+        those its owner alone wrote, which count; with ``owners=False`` the others
+        (another user's, or written by one: ignored)."""
         out = []
         parent = top.parent
         assert parent is not None and parent.children is not None
@@ -211,7 +156,8 @@ class Namespace:
             inside = top.children.get(DIR_SIDECAR)
             if inside is not None and inside.kind == "file":
                 out.append((f"{top.name}/{DIR_SIDECAR}", inside))
-        return out
+        return [(where, side) for where, side in out
+                if side.written_only_by(top.uid) == owners]
 
     @staticmethod
     def has_files(top: Item) -> bool:
@@ -233,7 +179,8 @@ class Namespace:
         if top.name.endswith(SIDECAR_SUFFIX) and top.parent is not None:
             # the entry a sidecar describes changes with it (and waits for it)
             target = (top.parent.children or {}).get(top.name[:-len(SIDECAR_SUFFIX)])
-            if target is not None and target.kind != "link":
+            if target is not None and target.kind != "link" \
+                    and top.written_only_by(target.uid):  # not another user's sidecar
                 tops.append(target)
         for t in tops:
             t.changed = self.clock()

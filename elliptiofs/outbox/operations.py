@@ -2,10 +2,10 @@
 that ops hands every node under ``outbox/``): each asks the namespace, then does the I/O —
 the staged bytes and the journal — and starts the quiet period again.
 
-Answers are plain values (:class:`Attrs`, :class:`Space`) and changes come in as plain
-values (:class:`Change`); ops copies them from and into pyfuse3's objects, so nothing here
-needs pyfuse3. Everything runs on the trio thread except the save itself (a worker thread)
-and fsync.
+Answers are plain values (:class:`~.values.Attrs`, :class:`~.values.Space`) and changes
+come in as plain values (:class:`~.values.Change`); ops copies them from and into
+pyfuse3's objects, so nothing here needs pyfuse3. Everything runs on the trio thread
+except the save itself and the parsing of its sidecars (worker threads) and fsync.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,48 +42,13 @@ from .namespace import (
     refuse,
 )
 from .saving import Saver
+from .values import Attrs, Change, Space
 
 log = logging.getLogger(__name__)
 
 #: kernel attribute cache of staged entries; entry timeout is 0 (a commit turns an entry
 #: into a link, a new inode: the next path walk must see it)
 ATTR_TIMEOUT = 1.0
-
-
-@dataclass(frozen=True)
-class Attrs:
-    """What stat shows of an outbox node (ops adds the inode, blocks and block size)."""
-
-    mode: int
-    size: int
-    nlink: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    entry_timeout: float
-    attr_timeout: float
-
-
-@dataclass(frozen=True)
-class Space:
-    """The spool's file system, as statvfs counts it (in *block_size* blocks)."""
-
-    block_size: int
-    blocks: int
-    free: int
-    available: int
-    files_available: int
-
-
-@dataclass(frozen=True)
-class Change:
-    """A setattr: the fields to change (None: leave as it is)."""
-
-    size: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    mode: int | None = None
-    mtime_ns: int | None = None
 
 
 class Handle:
@@ -144,9 +108,22 @@ class Outbox:
         return self.ns.scopes_in_use()
 
     # -- names and attributes -----------------------------------------------------------
-    def lookup(self, parent: Node, name: str) -> Node | None:
-        child = (self.ns.item_of(parent).children or {}).get(name)
+    def lookup(self, parent: Node, name: str, ctx: Caller) -> Node | None:
+        directory = self.ns.item_of(parent)
+        self.ns.check_owner(directory, ctx)  # in a staged directory: as listing it
+        child = (directory.children or {}).get(name)
         return child.node if child is not None else None
+
+    def check_stat(self, node: Node, ctx: Caller) -> None:
+        """Refuse a stat of what lies inside another user's staged directory (EACCES,
+        as listing it): a lookup refused it already, but the kernel may still hold the
+        inode from its owner's (a top-level entry is anyone's to stat, as in /tmp)."""
+        try:
+            item = self.ns.item_of(node)
+        except OSError:
+            return  # no longer staged: attrs() answers for it
+        if item.parent is not None:  # outbox/ and .recovered/ are skipped by check_owner
+            self.ns.check_owner(item.parent, ctx)
 
     def list_dir(self, directory: Node, after: str | None, limit: int) -> list[Entry]:
         return self.ns.listing(self.ns.item_of(directory), after, limit)
@@ -193,6 +170,9 @@ class Outbox:
             scope = f"uid:{ctx.uid}"
         if scope not in item.scopes:
             item.scopes.append(scope)
+            changed = True
+        if ctx.uid not in item.writer_uids:  # whose sidecar this is (metadata.plan)
+            item.writer_uids.append(ctx.uid)
             changed = True
         cmd = command_line(ctx.pid)
         if cmd not in item.writers and len(item.writers) < MAX_WRITERS:
@@ -305,6 +285,9 @@ class Outbox:
             self.ns.check_not_committing(item)
             os.truncate(self.journal.data_path(item), change.size)
             item.size = change.size
+            if ctx.uid not in item.writer_uids:
+                item.writer_uids.append(ctx.uid)
+                persist = True
             self.ns.touch(item)
         if change.uid is not None and change.uid not in (item.uid, 0xFFFFFFFF) \
                 and ctx.uid != 0:
@@ -370,6 +353,7 @@ class Outbox:
             except UsageError as exc:
                 raise refuse(errno.EINVAL, str(exc)) from None
         item.xattrs[name] = bytes(value)
+        item.xattr_uids[name] = ctx.uid  # only the owner's count (metadata.plan)
         self.journal.persist(item)
         self.ns.touch(item, mtime=False)
 
@@ -380,6 +364,7 @@ class Outbox:
             raise refuse(errno.ENODATA, name)
         self.ns.check_not_committing(item)
         del item.xattrs[name]
+        item.xattr_uids.pop(name, None)
         self.journal.persist(item)
         self.ns.touch(item, mtime=False)
 

@@ -17,7 +17,7 @@ from elliptio.errors import ElliptioError, UsageError
 from ..readlog import ReadLog, ReadLogError
 from .committer import Failed, Refused
 from .journal import Journal
-from .metadata import plan, writer_provenance
+from .metadata import ignored, parse_sidecars, plan, sidecar_sources, writer_provenance
 from .namespace import Item, Namespace
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,16 @@ class Saver:
         *top*'s directory that changed (its own, its sidecar's). Raises
         :class:`~.committer.Refused` or :class:`~.committer.Failed`."""
         user = self.ns.owner_name(top.uid)
+        others = ignored(top, self.ns)
+        if others:
+            log.warning("outbox: %s of %s: ignoring what another user wrote for it: %s",
+                        top.name, user, "; ".join(others))
         try:
-            entries, meta = plan(top, self.ns, self.journal.data_path)
+            sources = sidecar_sources(top, self.ns, self.journal.data_path)
+            # parsed in a worker thread: a large sidecar never stalls the mount (the
+            # entry is committing meanwhile, so nothing in it changes)
+            sidecars = await trio.to_thread.run_sync(parse_sidecars, sources)
+            entries, meta = plan(top, self.ns, self.journal.data_path, sidecars)
         except (UsageError, OSError) as exc:
             raise Refused(str(exc)) from None
         provenance, writer = writer_provenance(top, user, meta["based_on"] is not None)
