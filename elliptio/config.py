@@ -27,7 +27,9 @@ from platformdirs import user_data_dir
 
 from .errors import ConfigError
 
-USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}$")
+#: one safe path segment, the whole string (``\A``/``\Z``: ``$`` would let a trailing
+#: newline through); use ``USER_RE.fullmatch``
+USER_RE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}\Z")
 #: keys of the config file (and ``ELLIPTIO_*`` variables) that only the mount daemon reads
 #: (``elliptiofs.settings.DaemonSettings``): the file may hold them beside the library's
 #: own, and ``eio config`` shows them as given
@@ -40,7 +42,7 @@ def default_data_dir() -> Path:
 
 def valid_user(name: str) -> str:
     """A user name must be one safe path segment (it is part of the store layout)."""
-    if not USER_RE.match(name or ""):
+    if not USER_RE.fullmatch(name or ""):
         raise ConfigError(
             f"invalid user name {name!r}: use letters, digits, '.', '_', '-', '@' "
             "(at most 64, not starting with '.' or '-')"

@@ -18,7 +18,10 @@ from .errors import UsageError
 ArtifactId = NewType("ArtifactId", str)
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-ID_RE = re.compile(r"^[0-7][0-9a-hjkmnp-tv-z]{25}$")
+#: a whole id and nothing else: anchored with ``\A``/``\Z`` (``$`` also matches before a
+#: trailing newline), so even a caller that uses ``.match`` or ``.search`` gets a full match;
+#: use ``ID_RE.fullmatch``
+ID_RE = re.compile(r"\A[0-7][0-9a-hjkmnp-tv-z]{25}\Z")
 
 
 def new_id(now_ms: int | None = None) -> ArtifactId:
@@ -36,7 +39,7 @@ def check_id(text: str) -> ArtifactId:
     if not isinstance(text, str):
         raise UsageError(f"artifact id must be a string, got {type(text).__name__}")
     s = text.strip().lower()
-    if not ID_RE.match(s):
+    if not ID_RE.fullmatch(s):
         raise UsageError(f"malformed artifact id {text!r}: expected 26 characters like {new_id()}")
     return ArtifactId(s)
 

@@ -72,7 +72,7 @@ class Tree:
     # -- artifacts --------------------------------------------------------------------
     def view(self, artifact_id: str) -> ArtifactView | None:
         """The parsed file tree of *artifact_id*, or None if the catalogue does not know it."""
-        if not ID_RE.match(artifact_id):
+        if not ID_RE.fullmatch(artifact_id):
             return None
         v: ArtifactView | None = self._views.recent(artifact_id)
         if v is None:
@@ -156,7 +156,7 @@ class Tree:
             v = self.view(name)
             return v.node((), None) if v else None
         if top == "by-user":
-            if not USER_RE.match(name) or not self._exists(Query(user=name, limit=1)):
+            if not USER_RE.fullmatch(name) or not self._exists(Query(user=name, limit=1)):
                 return None
             return self._group(child, Query(user=name, limit=None), user=name)
         if top == "by-tag":
@@ -181,7 +181,7 @@ class Tree:
         return bool(self.catalogue.find(replace(q, limit=1)))
 
     def _member(self, parent: Node, q: Query, name: str) -> Node | None:
-        if not ID_RE.match(name):
+        if not ID_RE.fullmatch(name):
             return None
         found = self.catalogue.find(replace(q, ids=(name,), limit=1, after=None))
         return self._link(parent.path, found[0]) if found else None

@@ -95,7 +95,9 @@ def random_corpus(seed: int, n: int = 120) -> list[dict[str, Any]]:
         t = rnd.choice(TYPES)
         if t is not None:
             info["type"] = t
-        for key in rnd.sample(["epochs", "lr", "stratification", "flag"], rnd.randint(0, 3)):
+        # keys differing only in case or in - against _: each is its own key
+        for key in rnd.sample(["epochs", "lr", "stratification", "flag", "learningRate",
+                               "learningrate", "batch-size", "batch_size"], rnd.randint(0, 3)):
             info[key] = rnd.choice(INFO_VALUES)
         if rnd.random() < 0.3:
             info["model"] = {"layers": rnd.choice([3, "3", 4]),
@@ -249,7 +251,8 @@ def random_query(rnd: random.Random, corpus: Sequence[Mapping[str, Any]]) -> Que
             k, v = rnd.choice(pairs)
             kw["info"] = {k: __import__("json").loads(v)}
         else:
-            kw["info"] = {rnd.choice(["epochs", "lr", "flag", "model.layers"]):
+            kw["info"] = {rnd.choice(["epochs", "lr", "flag", "model.layers", "learningRate",
+                                      "batch-size"]):
                           rnd.choice(INFO_VALUES)}
     if maybe(0.2):
         target = rnd.choice(corpus)["id"]

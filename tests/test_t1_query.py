@@ -52,6 +52,43 @@ def test_info_values_are_yaml_scalars_unless_quoted():
     assert dict(Query.parse("info.ok=true").info) == {"ok": "true"}
 
 
+def test_info_keys_are_matched_as_written():
+    q = Query.parse("info.learningRate=0.1,info.batch-size=32,info.Model.Depth_x=3")
+    assert dict(q.info) == {"learningRate": "0.1", "batch-size": "32", "Model.Depth_x": "3"}
+    assert q == Query.build(info={"learningRate": 0.1, "batch-size": 32,
+                                  "Model": {"Depth_x": 3}})
+    assert Query.parse(q.to_text()) == q
+    # the query's own keys are read in any case, with - for _; the info. prefix too
+    parent = new_id()
+    loose = Query.parse(f"USER=andy,Based-On={parent},INFO.batch-size=32")
+    assert (loose.user, loose.based_on, loose.info) == ("andy", parent, (("batch-size", "32"),))
+    # the forms built from fields (CLI --info, the web page) take the key as typed
+    assert Query.from_fields(info=[("learningRate", "0.1")]).info == (("learningRate", "0.1"),)
+
+
+def test_ids_are_whole_matches():
+    from elliptio.config import USER_RE, valid_user
+    from elliptio.errors import ConfigError
+    from elliptio.ids import ID_RE, check_id
+
+    aid = new_id()
+    for junk in ("\n", "x", " ", "\n\n"):
+        assert ID_RE.match(aid + junk) is None and ID_RE.search(aid + junk) is None
+        assert ID_RE.fullmatch(aid + junk) is None
+        with pytest.raises(QueryError, match="malformed cursor"):
+            Query.build(after=aid + junk)
+    for junk in ("\n", " ", "/x", "\n\n"):
+        with pytest.raises(ConfigError):
+            valid_user("andy" + junk)
+        assert USER_RE.match("andy" + junk) is None
+    assert ID_RE.fullmatch(aid) and Query.build(after=aid).after == aid
+    # deliberately stripped first: what a person types or pastes
+    assert check_id(aid.upper() + "\n") == aid
+    assert Query.build(based_on=" " + aid + "\n").based_on == aid
+    with pytest.raises(Exception, match="malformed"):
+        check_id(aid + "x")
+
+
 def test_nested_info_flattens_to_dotted_keys():
     q = Query.build(info={"model": {"layers": 3}})
     assert q.info == (("model.layers", "3"),)

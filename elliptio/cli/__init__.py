@@ -9,11 +9,13 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import io
 import sys
 
 import click
 
 from ..errors import ElliptioError
+from ..text import visible
 from .artifacts import get_cmd, lineage, log_cmd, save, search, show
 from .group import cli
 from .upkeep import config, fsck, init, reindex, web
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()  # click's message quotes the arguments: shown escaped too
+        exc.show(file=shown)
+        click.echo(visible(shown.getvalue(), keep="\n"), err=True, nl=False)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("eio: aborted", err=True)
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         msg = str(exc)
         if isinstance(exc, KeyError) and msg.startswith("'"):
             msg = msg.strip("'")
-        click.echo(f"eio: error: {msg}", err=True)
+        # one line, whatever the message quotes (a name, a key, a value from the store)
+        click.echo(f"eio: error: {visible(msg)}", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)

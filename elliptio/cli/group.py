@@ -6,7 +6,16 @@ import logging
 
 import click
 
+from ..text import visible
 from ..version import __version__
+
+
+class _VisibleFormatter(logging.Formatter):
+    """Log lines on the terminal with their control characters shown, not obeyed (a
+    message may quote a key or a value from the store); a traceback keeps its lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep="\n")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +30,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="eio: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_VisibleFormatter("eio: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])

@@ -1,4 +1,11 @@
-"""What the commands print: tables, JSON, progress bars; and the lake they work on."""
+"""What the commands print: tables, JSON, progress bars; and the lake they work on.
+
+Every line for people goes out through :func:`say`, which shows control characters escaped
+(:func:`elliptio.text.visible`) except the line breaks the command itself put in; a string
+from the lake that is interpolated into a line is passed through ``visible`` first, so that
+its own line breaks are shown too. JSON goes out through :func:`echo_json`
+(:func:`elliptio.text.json_visible`): the same value, nothing a terminal acts on.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import click
 from ..artifact import Artifact
 from ..config import Settings
 from ..lake import Lake
+from ..text import json_visible, visible
 
 
 class Progress:
@@ -55,7 +63,15 @@ def human(n: float) -> str:
     return str(n)
 
 
+def say(text: object = "", err: bool = False, nl: bool = True) -> None:
+    """Print *text* for people: every control character escaped but the line breaks."""
+    click.echo(visible(text, keep="\n"), err=err, nl=nl)
+
+
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Rows under headers, aligned; every cell shown with its control characters escaped
+    (a newline in a cell included), so the columns are what a terminal shows."""
+    rows = [[visible(c) for c in r] for r in rows]
     width = shutil.get_terminal_size((120, 20)).columns
     cols = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
             for i, h in enumerate(headers)]
@@ -78,7 +94,7 @@ def summary(a: Artifact) -> dict[str, Any]:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    click.echo(json_visible(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 def lake_of(ctx: click.Context) -> Lake:

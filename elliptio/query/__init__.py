@@ -17,7 +17,10 @@ times and ``info`` values :mod:`.values`. Semantics, fixed for every backend:
   Time ranges compare artifact ids, whose first 48 bits are the creation time in ms.
 - ``info`` conditions are equalities on (possibly nested, dotted) keys; values are compared
   as canonical JSON, so ``10`` (int) and ``"10"`` (string) differ. In the text form, values
-  are read as YAML scalars (``epochs=10`` is an int, ``epochs="10"`` a string).
+  are read as YAML scalars (``epochs=10`` is an int, ``epochs="10"`` a string). Keys are
+  compared exactly as written, case and ``-`` included (``info.learningRate=0.1``,
+  ``info.batch-size=32``); the query's own keys (``user``, ``based-on``, ``INFO.``) are
+  read in any case, with ``-`` for ``_``.
 - ``based_on=X`` finds artifacts whose based_on holds X (children); with ``transitive``
   every descendant up to ``depth`` hops. ``ancestor_of=X`` walks the other way.
 - ``text`` is a case-insensitive substring of id, user, type, tags, file paths and info

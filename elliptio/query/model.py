@@ -79,7 +79,7 @@ class Query:
             if v is None:
                 return None
             v = getattr(v, "id", v)
-            if not isinstance(v, str) or not ID_RE.match(v.strip().lower()):
+            if not isinstance(v, str) or not ID_RE.fullmatch(v.strip().lower()):
                 raise QueryError(f"{what}: malformed artifact id {v!r}")
             return v.strip().lower()
 
@@ -104,7 +104,7 @@ class Query:
         d = DEFAULT_DEPTH if depth is None else depth
         if not isinstance(d, int) or not 1 <= d <= MAX_DEPTH:
             raise QueryError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
-        if after is not None and not ID_RE.match(after):
+        if after is not None and not ID_RE.fullmatch(after):
             raise QueryError(f"after: malformed cursor {after!r}")
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise QueryError("text: empty search text")
@@ -145,8 +145,11 @@ class Query:
         for item in split_items(text):
             if "=" not in item:
                 raise QueryError(f"query item {item!r} is not key=value")
-            key, _, raw = item.partition("=")
-            key = key.strip().lower().replace("-", "_")
+            written, _, raw = item.partition("=")
+            written = written.strip()
+            # the query's own keys in any case, with - for _ (based-on); an info key is
+            # the user's, compared exactly as written (learningRate, batch-size)
+            key = written.lower().replace("-", "_")
             quoted = len(raw) >= 2 and raw[0] == raw[-1] == '"'
             value = raw[1:-1] if quoted else raw.strip()
             if key in ("file", "files"):
@@ -154,7 +157,7 @@ class Query:
             elif key in ("tag", "tags"):
                 tags.append(value)
             elif key.startswith("info."):
-                ikey = key[5:]
+                ikey = written[5:]
                 if not ikey:
                     raise QueryError("info. needs a key name, like info.stratification=x")
                 info[ikey] = value if quoted else yaml_scalar(value)

@@ -87,7 +87,7 @@ _END = r"(?![\s\S])"
 
 
 # -- times ------------------------------------------------------------------------------
-_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_REL = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -101,7 +101,7 @@ def parse_time(value: Any, what: str, *, end_of_day: bool = False) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise QueryError(f"{what}: expected a time like 10d, 3h or 2026-11-24, got {value!r}")
     text = value.strip()
-    m = _REL.match(text)
+    m = _REL.fullmatch(text)
     if m:
         return datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
     try:

@@ -91,7 +91,7 @@ def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
                      "size_h": human_size(int(entry.get("size", 0)))})
     parents = []
     for pid in a.based_on:
-        p = lake.catalogue.get(pid) if ID_RE.match(str(pid)) else None
+        p = lake.catalogue.get(pid) if ID_RE.fullmatch(str(pid)) else None
         parents.append(summary(p) if p else {"id": str(pid), "missing": True})
     kids = lake.catalogue.find(Query(based_on=a.id, limit=MAX_CHILDREN + 1))
     return {

@@ -90,7 +90,7 @@ class SearchForm:
         cursors = {}
         for name in ("after", "before"):
             v = one(name).lower() or None
-            if v is not None and not ID_RE.match(v):
+            if v is not None and not ID_RE.fullmatch(v):
                 problems.append(f"{name}: not a page cursor: {v!r}")
                 v = None
             cursors[name] = v
@@ -119,7 +119,7 @@ class SearchForm:
                 raise FormError(f"info condition {cond!r} is not key=value")
             info.append((key.removeprefix("info."), value))
         target = self.based_on
-        if target and lake is not None and not ID_RE.match(target.lower()):
+        if target and lake is not None and not ID_RE.fullmatch(target.lower()):
             try:
                 target = lake.resolve_id(target)
             except (NotFound, UsageError) as exc:
