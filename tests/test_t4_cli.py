@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fixtures.trees import EMPTY, FILES, expected_dirs, make_tree, tree_of
 
@@ -148,3 +149,58 @@ def test_unknown_file_in_get_is_clear(work):
 def test_help_and_version():
     assert "save" in eio("--help").stdout
     assert eio("--version").stdout.startswith("eio, version")
+
+
+# strings a terminal acts on: OSC 52 (set the clipboard), a C1 CSI, a carriage return and a
+# backspace that overwrite, a clear-screen, a bidi override and a zero-width space
+OSC52 = "\x1b]52;c;ZXZpbA==\x07"
+ACTING = ("\x1b", "\x07", "\x9b", "\r", "\x08", "\u202e", "\u200b")
+
+
+def acting(text: str) -> list[str]:
+    return [c for c in ACTING if c in text]
+
+
+def test_strings_from_the_lake_reach_the_terminal_escaped(work, tmp_path):
+    name = "re\u202eport\u200b.txt"
+    (work / name).write_text("x")
+    type_ = "model" + OSC52
+    tag = "ok\x9b31m\u202etxt"
+    note = "a\rb\x08\x1b[2Jc"
+    a = json.loads(eio("save", name, "-t", type_, "--tag", tag, "-i", f"note={note}",
+                       "--json", cwd=work).stdout)
+    aid = a["id"]
+    # JSON keeps the exact values, written with escapes only
+    for out in (eio("show", aid, "--json").stdout, eio("search", "--json").stdout):
+        assert acting(out) == []
+        md = json.loads(out)
+        md = md[0] if isinstance(md, list) else md
+        assert md["info"]["type"] == type_ and md["info"]["note"] == note
+        assert md["tags"] == [tag] and [f["path"] if isinstance(f, dict) else f
+                                        for f in md["files"]] == [name]
+    # --yaml too: still YAML, the same values
+    shown_yaml = eio("show", aid, "--yaml").stdout
+    assert acting(shown_yaml) == []
+    assert yaml.safe_load(shown_yaml)["info"] == {"type": type_, "note": note}
+    # every human-readable form shows each character as its escape
+    show = eio("show", aid).stdout
+    assert acting(show) == []
+    assert "type      model\\x1b]52;c;ZXZpbA==\\x07" in show
+    assert "tags      ok\\x9b31m\\u202etxt" in show
+    assert "re\\u202eport\\u200b.txt" in show
+    command = next(line for line in show.splitlines() if line.startswith("command: "))
+    assert "model\\x1b]52;c;ZXZpbA==\\x07" in command
+    table = eio("search").stdout
+    assert acting(table) == [] and "note=a\\rb\\x08\\x1b[2Jc" in table
+    assert "re\\u202eport\\u200b.txt" in table
+    tree = eio("lineage", aid).stdout
+    assert acting(tree) == [] and aid in tree
+
+
+def test_an_error_quoting_a_hostile_string_is_one_escaped_line(work):
+    res = eio("save", "train.txt", "--info-file", "nowhere\x1b[2J\n\u202e.yaml", cwd=work,
+              check=False)
+    assert res.returncode == 2
+    assert acting(res.stderr) == []
+    assert "nowhere\\x1b[2J\\n\\u202e.yaml" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

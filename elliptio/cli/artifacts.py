@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,8 @@ from ..artifact import Artifact
 from ..errors import NotFound, UsageError
 from ..inputs import resolve_inputs
 from ..query import Query
-from .output import Progress, echo_json, human, json_option, lake_of, summary, table
+from ..text import visible
+from .output import Progress, echo_json, human, json_option, lake_of, say, summary, table
 
 
 @click.command()
@@ -82,13 +84,13 @@ def save(ctx: click.Context, paths: tuple[str, ...], info_items: tuple[str, ...]
                     "catalogued": a.catalogued})
         return
     dedup = sum(1 for f in a.files.values() if f.deduplicated)
-    click.echo(f"saved {a.id}: {files} file(s), {human(total)}"
-               + (f" ({dedup} deduplicated)" if dedup else "")
-               + (f", {len(a.dirs)} empty dir(s)" if a.dirs else "")
-               + (f", based on {', '.join(a.based_on)}" if a.based_on else ""))
-    click.echo(f"  store: {lake.store.url_for(a.prefix)}")
+    say(f"saved {a.id}: {files} file(s), {human(total)}"
+        + (f" ({dedup} deduplicated)" if dedup else "")
+        + (f", {len(a.dirs)} empty dir(s)" if a.dirs else "")
+        + (f", based on {', '.join(a.based_on)}" if a.based_on else ""))
+    say(f"  store: {visible(lake.store.url_for(a.prefix))}")
     if not a.catalogued:
-        click.echo("  warning: the catalogue was not updated; run `eio reindex`", err=True)
+        say("  warning: the catalogue was not updated; run `eio reindex`", err=True)
 
 
 @click.command()
@@ -138,7 +140,7 @@ def search(ctx: click.Context, query: str, user: str | None, since: str | None,
         echo_json([summary(a) for a in found])
         return
     if not found:
-        click.echo("no artifacts match", err=True)
+        say("no artifacts match", err=True)
         return
     rows = []
     for a in found:
@@ -147,9 +149,9 @@ def search(ctx: click.Context, query: str, user: str | None, since: str | None,
         info = ", ".join(f"{k}={v}" for k, v in a.info.items() if k != "type")
         rows.append([a.id, a.user, a.metadata["created"][:19].replace("T", " "),
                      a.type or "", ",".join(a.tags), shown, info])
-    click.echo(table(rows, ["ID", "USER", "CREATED (UTC)", "TYPE", "TAGS", "FILES", "INFO"]))
+    say(table(rows, ["ID", "USER", "CREATED (UTC)", "TYPE", "TAGS", "FILES", "INFO"]))
     if limit and len(found) == limit:
-        click.echo(f"(first {limit}; use --limit 0 for all)", err=True)
+        say(f"(first {limit}; use --limit 0 for all)", err=True)
 
 
 @click.command()
@@ -167,40 +169,46 @@ def show(ctx: click.Context, artifact_id: str, as_yaml: bool, as_json: bool) -> 
         echo_json(a.metadata)
         return
     if as_yaml:
-        click.echo(yaml.safe_dump(a.metadata, sort_keys=False, allow_unicode=True), nl=False)
+        text = yaml.safe_dump(a.metadata, sort_keys=False, allow_unicode=True)
+        if visible(text, keep="\n") != text:
+            # PyYAML leaves bidi and zero-width characters raw with allow_unicode: then
+            # every non-ASCII character is written as a YAML escape (the same value)
+            text = yaml.safe_dump(a.metadata, sort_keys=False, allow_unicode=False)
+        say(text, nl=False)
         return
     md = a.metadata
-    click.echo(f"artifact  {a.id}")
-    click.echo(f"user      {a.user}")
-    click.echo(f"created   {md['created']}")
+    say(f"artifact  {a.id}")
+    say(f"user      {visible(a.user)}")
+    say(f"created   {visible(md['created'])}")
     if a.type:
-        click.echo(f"type      {a.type}")
+        say(f"type      {visible(a.type)}")
     if a.tags:
-        click.echo(f"tags      {', '.join(a.tags)}")
-    click.echo(f"store     {lake.store.url_for(a.prefix)}")
+        say(f"tags      {', '.join(visible(t) for t in a.tags)}")
+    say(f"store     {visible(lake.store.url_for(a.prefix))}")
     info = {k: v for k, v in a.info.items() if k != "type"}
     if info:
-        click.echo("info:")
-        click.echo("  " + yaml.safe_dump(info, sort_keys=False, allow_unicode=True)
+        say("info:")
+        say("  " + yaml.safe_dump(info, sort_keys=False, allow_unicode=True)
                    .rstrip().replace("\n", "\n  "))
-    click.echo(f"files ({len(md['files'])}):")
+    say(f"files ({len(md['files'])}):")
     rows = [[f.path, human(f.size), f.sha256[:16] + ("  (dedup)" if f.deduplicated else "")]
             for f in a.files.values()]
-    click.echo("  " + table(rows, ["PATH", "SIZE", "SHA256"]).replace("\n", "\n  "))
+    say("  " + table(rows, ["PATH", "SIZE", "SHA256"]).replace("\n", "\n  "))
     if a.dirs:
-        click.echo(f"empty directories ({len(a.dirs)}):")
-        click.echo("".join(f"  {d}/\n" for d in a.dirs), nl=False)
-    click.echo(f"logs: {', '.join(a.logs) or 'none'}")
+        say(f"empty directories ({len(a.dirs)}):")
+        say("".join(f"  {visible(d)}/\n" for d in a.dirs), nl=False)
+    say(f"logs: {', '.join(visible(n) for n in a.logs) or 'none'}")
     prov = a.provenance
     git = prov.get("git") or {}
     if git.get("present"):
-        click.echo(f"git: {git.get('commit', '')[:12]} on {git.get('branch')}"
-                   + (" (dirty)" if git.get("dirty") else "") + f" in {git.get('root')}")
+        say(f"git: {visible(str(git.get('commit', ''))[:12])} on {visible(git.get('branch'))}"
+            + (" (dirty)" if git.get("dirty") else "") + f" in {visible(git.get('root'))}")
     if prov.get("argv"):
-        click.echo(f"command: {' '.join(prov['argv'])}  (host {prov.get('host')})")
-    click.echo(f"based on: {', '.join(a.based_on) or 'nothing'}")
+        say(f"command: {' '.join(visible(x) for x in prov['argv'])}"
+            f"  (host {visible(prov.get('host'))})")
+    say(f"based on: {', '.join(visible(p) for p in a.based_on) or 'nothing'}")
     children = lake.search(based_on=a.id, limit=20)
-    click.echo(f"used by: {', '.join(c.id for c in children) or 'nothing yet'}")
+    say(f"used by: {', '.join(visible(c.id) for c in children) or 'nothing yet'}")
 
 
 @click.command(name="get")
@@ -219,27 +227,17 @@ def get_cmd(ctx: click.Context, artifact_id: str, paths: tuple[str, ...], dest: 
     chosen = [a.files[p] for p in paths] if paths else list(a.files.values())
     total = sum(f.size for f in chosen)
     bar = Progress(total, f"downloading {len(chosen)} file(s)")
-    written = []
-    try:
-        root = os.path.join(dest, a.id)
-        for f in chosen:
-            target = os.path.join(root, *f.path.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            written.append(str(f.download(target, progress=bar)))
+    try:  # the one download path: every entry re-checked before anything is written
+        root_path = a.download(dest, progress=bar, paths=list(paths) if paths else None)
     finally:
         bar.close()
-    made = []
-    for d in dirs:
-        target = os.path.join(root, *d.split("/"))
-        try:
-            os.makedirs(target, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create {target}: {exc.strerror}") from exc
-        made.append(target)
+    root = str(root_path)
+    written = [str(root_path / f.path) for f in chosen]
+    made = [os.path.join(root, *d.split("/")) for d in dirs]
     if as_json:
         echo_json({"id": a.id, "files": written, "dirs": made})
     else:
-        click.echo(f"downloaded {len(written)} file(s), {human(total)}, to {root}"
+        say(f"downloaded {len(written)} file(s), {human(total)}, to {visible(root)}"
                    + (f" (and {len(made)} empty dir(s))" if made else ""))
 
 
@@ -257,9 +255,12 @@ def log_cmd(ctx: click.Context, artifact_id: str, name: str | None) -> None:
     if name is None:
         for n in a.logs:
             f = a.logs[n]
-            click.echo(f"{n:16} {human(f.size):>10}  {f.path}")
+            say(f"{visible(n):16} {human(f.size):>10}  {visible(f.path)}")
         return
-    click.echo(a.logs[name.removesuffix(".txt").removesuffix(".patch")].read_text(), nl=False)
+    text = a.logs[name.removesuffix(".txt").removesuffix(".patch")].read_text()
+    # a log is a file (a diff to apply, a freeze to install): piped, it goes out as stored;
+    # on a terminal its controls are shown, its line breaks and tabs kept
+    click.echo(visible(text, keep="\n\t") if sys.stdout.isatty() else text, nl=False)
 
 
 
@@ -302,19 +303,21 @@ def lineage(ctx: click.Context, artifact_id: str, direction: str | None, depth: 
         return
 
     def label(n: dict[str, Any]) -> str:
-        return f"{n['id']}  {n['user']}  {n['created'][:19].replace('T', ' ')}" + \
-            (f"  {n['type']}" if n["type"] else "")
+        return (f"{visible(n['id'])}  {visible(n['user'])}  "
+                f"{visible(str(n['created'])[:19].replace('T', ' '))}"
+                + (f"  {visible(n['type'])}" if n["type"] else ""))
 
     def draw(items: list[dict[str, Any]], indent: str) -> None:
         for i, n in enumerate(items):
             last = i == len(items) - 1
-            click.echo(indent + ("└── " if last else "├── ") + label(n))
+            say(indent + ("└── " if last else "├── ") + label(n))
             draw(n.get("items", []), indent + ("    " if last else "│   "))
 
-    click.echo(f"{root.id}  {root.user}  {root.metadata['created'][:19].replace('T', ' ')}")
+    say(f"{root.id}  {visible(root.user)}  "
+        f"{visible(root.metadata['created'][:19].replace('T', ' '))}")
     if "parents" in result:
-        click.echo("based on:" if result["parents"] else "based on: nothing")
+        say("based on:" if result["parents"] else "based on: nothing")
         draw(result["parents"], "")
     if "children" in result:
-        click.echo("used by:" if result["children"] else "used by: nothing yet")
+        say("used by:" if result["children"] else "used by: nothing yet")
         draw(result["children"], "")
