@@ -10,7 +10,10 @@
    kept (``--db``) and reused by later runs with the same N.
 2. Reindex throughput (artifacts/s) from a local store, and from S3 on SeaweedFS
    (``weed mini``, started here with ``tests.fixtures.s3.SeaweedFS``; a bucket with
-   Object Lock) when ``weed`` is available.
+   Object Lock) when ``weed`` is available: with the trust checks of
+   :mod:`elliptio.trust` and, in the same run, without them (the indexer of beca792,
+   patched back in by :func:`unchecked`), as a ratio; a resumed run; and ``eio fsck``'s
+   time per 1,000 artifacts.
 
 Usage: python bench/bench_catalogue.py [--n 1000000] [--reindex-n 2000] [--db PATH]
        [--runs 25] [--no-s3]
@@ -202,35 +205,88 @@ def bench_queries(db: Path, n: int, runs: int) -> None:
 
 # -- reindex throughput ---------------------------------------------------------------------
 def fill_store(lake: Lake, n: int) -> None:
+    """*n* artifacts of one file (and a log) each; every fifth one's file is a dedup
+    reference to an earlier artifact's object (the check the trust rules add)."""
     rnd = random.Random(9)
     users = [f"user{i}" for i in range(20)]
     now = int(time.time() * 1000)
+    import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(i: int) -> None:
+    def one(i: int) -> dict:
         aid = new_id(now - (n - i) * 60_000)
         md = metadata(rnd, aid, users, ["dataset", "model", "raw", "eval"], [])
+        body = f"content {i}".encode()
         md["files"] = md["files"][:1]
-        md["files"][0]["size"] = 3
-        lake.store.put_bytes(md["files"][0]["object"], b"abc")
-        lake.store.put_bytes(f"{md['prefix']}/.eio/metadata.yaml", dump_metadata(md))
+        md["files"][0].update(size=len(body), sha256=hashlib.sha256(body).hexdigest())
+        lake.store.put_bytes(md["files"][0]["object"], body)
+        lake.store.put_bytes(md["logs"]["pip_freeze"]["object"], b"x" * 2048)
+        md["logs"]["pip_freeze"]["sha256"] = hashlib.sha256(b"x" * 2048).hexdigest()
+        return md
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, range(n)))
+        mds = list(pool.map(one, range(n)))
+    for i in range(4, n, 5):  # a reference to an older artifact's object
+        ref, owner = mds[i], mds[i - 4]
+        ref["files"][0] = {**owner["files"][0], "path": ref["files"][0]["path"]}
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda md: lake.store.put_bytes(
+            f"{md['prefix']}/.eio/metadata.yaml", dump_metadata(md)), mds))
 
 
-def reindex_rate(lake: Lake, root: Path, name: str) -> tuple[str, str]:
-    target = SQLiteCatalogue(f"sqlite:///{root}/{name}-reindex.sqlite")
+@contextlib.contextmanager
+def unchecked():
+    """The indexer as it was before the trust rules (main at beca792): metadata.yaml read
+    whole and parsed with yaml.load, only its id and prefix compared with its key, rows
+    upserted without reference checks or first-claim. The peer of the checked run."""
+    from elliptio import layout
+    from elliptio.artifact import load_metadata
+    from elliptio.indexer import claims, reading, rebuild
+
+    def read_metadata(lake: Lake, key: str) -> dict:
+        md = load_metadata(lake.store.read_bytes(key), key)
+        k = layout.parse_key(key)
+        assert k is not None and md["id"] == k.id and md["prefix"] == k.prefix
+        return md
+
+    def claim(cat, store, batch):
+        cat.upsert_many([md for _k, md in batch])
+        return claims.Claimed(indexed=[md["id"] for _k, md in batch])
+
+    saved = reading.read_metadata, rebuild.claim, rebuild._read_or_error
+    rebuild.claim = claim
+    rebuild._read_or_error = lambda lake, key: read_metadata(lake, key)
+    try:
+        yield
+    finally:
+        reading.read_metadata, rebuild.claim, rebuild._read_or_error = saved
+
+
+def reindex_rate(lake: Lake, root: Path, name: str) -> list[str]:
+    """Rates of a first reindex with the checks and without (the peer), of a resumed one,
+    and fsck's time per 1,000 artifacts, best of three."""
+    out = []
+    for label, ctx in (("checked", contextlib.nullcontext), ("unchecked", unchecked)):
+        best = float("inf")
+        for run in range(3):
+            target = SQLiteCatalogue(f"sqlite:///{root}/{name}-{label}-{run}.sqlite")
+            with ctx():
+                t = time.perf_counter()
+                report = indexer.reindex(lake, catalogue=target)
+                best = min(best, time.perf_counter() - t)
+            assert report.indexed == report.scanned and not report.quarantined, report
+            target.close()
+        out.append(best)
     t = time.perf_counter()
-    report = indexer.reindex(lake, catalogue=target)
-    dt = time.perf_counter() - t
-    assert report.indexed == report.scanned and not report.quarantined, report
+    again = indexer.reindex(lake)
+    out.append(time.perf_counter() - t)
     t = time.perf_counter()
-    again = indexer.reindex(lake, catalogue=target)
-    dt2 = time.perf_counter() - t
-    target.close()
-    return (f"{report.indexed / dt:,.0f} artifacts/s ({report.indexed:,} in {dt:.1f} s)",
-            f"{again.skipped / dt2:,.0f} artifacts/s")
+    report = indexer.fsck(lake)
+    out.append(time.perf_counter() - t)
+    assert report.clean and report.checked == again.scanned, report
+    n = again.scanned
+    return [f"{n / out[0]:,.0f}/s", f"{n / out[1]:,.0f}/s", f"{out[0] / out[1]:.2f}",
+            f"{n / out[2]:,.0f}/s", f"{out[3] / n * 1000:.2f} s"]
 
 
 def seaweed_lake(root: Path, stack: contextlib.ExitStack) -> Lake | None:
@@ -249,24 +305,26 @@ def seaweed_lake(root: Path, stack: contextlib.ExitStack) -> Lake | None:
 
 
 def bench_reindex(n: int, no_s3: bool) -> None:
-    print(f"\n## Reindex throughput ({n:,} artifacts into a fresh SQLite catalogue)\n")
-    print("| source | first run | resumed run (all already catalogued) |")
-    print("|---|---:|---:|")
+    print(f"\n## Reindex throughput and fsck ({n:,} artifacts, one in five a dedup "
+          "reference; into fresh SQLite catalogues; best of 3)\n")
+    print("| source | reindex with the trust checks | without (beca792's indexer) | "
+          "time ratio | resumed run | fsck per 1,000 artifacts |")
+    print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="eio-bench-") as tmp:
         root = Path(tmp)
         local = Lake(Settings.load(store=f"file://{root}/store",
                                    catalogue=f"sqlite:///{root}/cat.sqlite", user="bench"))
         fill_store(local, n)
-        first, resumed = reindex_rate(local, root, "local")
-        print(f"| local store | {first} | {resumed} |", flush=True)
+        print(f"| local store | {' | '.join(reindex_rate(local, root, 'local'))} |",
+              flush=True)
         local.close()
         if not no_s3:
             with contextlib.ExitStack() as stack:  # the server stops before tmp is removed
                 s3 = seaweed_lake(root, stack)
                 if s3 is not None:
                     fill_store(s3, n)
-                    first, resumed = reindex_rate(s3, root, "s3")
-                    print(f"| S3 on SeaweedFS (weed mini, loopback) | {first} | {resumed} |")
+                    print(f"| S3 on SeaweedFS (weed mini, loopback) | "
+                          f"{' | '.join(reindex_rate(s3, root, 's3'))} |")
 
 
 def main() -> None:

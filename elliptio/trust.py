@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 MAX_METADATA_BYTES = 64 << 20
 #: how far ``created`` may lie from the id's time (a save writes the id's time exactly)
 CREATED_TOLERANCE = timedelta(seconds=2)
-#: an info mapping is bounded by the metadata's own size, not by this process's settings
-_NO_INFO_LIMIT = MAX_METADATA_BYTES
 
 
 class Quarantined(IntegrityError):
@@ -87,7 +85,7 @@ def _problem(md: Any, k: layout.StoreKey) -> str | None:
         return f"created {md['created']!r} is not the id's time ({when.isoformat()})"
     try:
         if "info" in md and md["info"] is not None:
-            check_info(md["info"], _NO_INFO_LIMIT)
+            check_info(md["info"], None)
         tags = md.get("tags") or []
         if not isinstance(tags, list) or check_tags(tags) != tags:
             return "tags are not a list of distinct, stripped, path-safe names"

@@ -24,8 +24,10 @@ MAX_TAGS = 256
 MAX_TAG_LEN = 200
 
 
-def check_info(info: Any, max_bytes: int) -> dict[str, Any]:
-    """Validate ``info``: a mapping with string keys (no '.'), YAML-safe values, bounded."""
+def check_info(info: Any, max_bytes: int | None) -> dict[str, Any]:
+    """Validate ``info``: a mapping with string keys (no '.'), YAML-safe values, bounded
+    (*max_bytes* as YAML; None: not measured, for info read back whose metadata.yaml is
+    bounded as a whole)."""
     if info is None:
         return {}
     if not isinstance(info, Mapping):
@@ -58,6 +60,8 @@ def check_info(info: Any, max_bytes: int) -> dict[str, Any]:
                          "(use str, int, float, bool, None, lists and mappings)")
 
     clean = check(info, "")
+    if max_bytes is None:
+        return clean
     size = len(yaml.safe_dump(clean, allow_unicode=True).encode())
     if size > max_bytes:
         raise UsageError(f"info is {size} bytes as YAML; the limit is {max_bytes} "

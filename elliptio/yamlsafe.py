@@ -11,7 +11,9 @@ object is built:
 - nesting deeper than :data:`MAX_DEPTH`.
 
 The expanded size is computed on the composed node graph (each node's size once,
-memoised), so the check is linear in the document's bytes whatever the aliases promise.
+memoised), so the check is linear in the document's bytes whatever the aliases promise;
+a document without an ``&`` has no anchor, hence no alias, and is not walked (nesting
+too deep for the constructor is then its RecursionError, an ``IntegrityError`` too).
 ElliptIO itself never writes aliases (:func:`elliptio.artifact.dump_metadata` turns them
 off), so the bounds refuse nothing it saved.
 """
@@ -97,8 +99,9 @@ def load_bounded(data: bytes | str, where: str, *, max_bytes: int,
         node = loader.get_single_node()
         if node is None:
             return None
-        _expanded_size(node, max_nodes if max_nodes is not None else max(len(raw), 1000),
-                       max_aliases, where)
+        if b"&" in raw:  # without an anchor there is no alias: nothing can expand
+            _expanded_size(node, max_nodes if max_nodes is not None else max(len(raw), 1000),
+                           max_aliases, where)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise IntegrityError(f"{where}: not valid YAML ({exc})") from None
