@@ -2,7 +2,9 @@
 command line, environment (by allow-list), with secrets redacted.
 
 :func:`capture` never raises: anything that cannot be read is recorded as absent with the
-reason. Every captured text passes through :func:`redact` before it is stored.
+reason. Every captured text passes through :func:`elliptio.redact.redact` (re-exported
+here with :func:`~elliptio.redact.redact_argv`) before it is stored: argv, environment
+values, every git summary field, the diff, the untracked names and pip freeze.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import getpass
 import importlib.metadata
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from .redact import redact, redact_argv
 
 #: bound of each git text log (diff, untracked list); longer ones are cut with a marker
 GIT_LOG_LIMIT = 1 << 20
@@ -36,52 +39,6 @@ ENV_ALLOW = {
     "CI_PIPELINE_ID", "JOB_ID",
 }
 ENV_ALLOW_PREFIXES = ("LC_",)
-
-_SECRET_WORDS = r"(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|" \
-    r"private[_-]?key|credential|auth)"
-_REDACTIONS = [
-    # user:password@ in URLs (git remotes, database URLs)
-    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(?::[^/@\s]*)?@"), r"\g<pre>***@"),
-    # AWS access key ids
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "***"),
-    # Authorization headers
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
-    # key = value / key: value / --key=value with a secret-looking key
-    (re.compile(r"(?i)(" + _SECRET_WORDS + r"[A-Za-z0-9_.-]*[\"']?\s*[:=]\s*[\"']?)([^\s\"',;]+)"),
-     r"\1***"),
-    # PEM blocks
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
-     "-----BEGIN PRIVATE KEY----- *** -----END PRIVATE KEY-----"),
-    # well-known token shapes (GitHub, Slack, OpenAI-like)
-    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9]{20,})"),
-     "***"),
-]
-_SECRET_FLAG = re.compile(r"(?i)^--?[a-z0-9_-]*" + _SECRET_WORDS + r"[a-z0-9_-]*$")
-
-
-def redact(text: str) -> str:
-    """Replace credential-looking parts of *text* with ``***``."""
-    for pattern, repl in _REDACTIONS:
-        text = pattern.sub(repl, text)
-    return text
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """Redact values of secret-looking flags (``--token X`` and ``--token=X``) and URLs."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append("***")
-            hide_next = False
-            continue
-        if _SECRET_FLAG.match(arg):
-            hide_next = True
-            out.append(arg)
-            continue
-        out.append(redact(arg))
-    return out
-
 
 def capture_env() -> dict[str, str]:
     return {
@@ -149,8 +106,8 @@ def capture_git(start: str) -> tuple[dict[str, Any], dict[str, str]]:
     except subprocess.CalledProcessError:
         return {"present": False, "reason": "not inside a git repository"}, {}
     except Exception as exc:
-        return {"present": False, "reason": f"git failed: {exc}"}, {}
-    summary: dict[str, Any] = {"present": True, "root": root}
+        return {"present": False, "reason": redact(f"git failed: {exc}")}, {}
+    summary: dict[str, Any] = {"present": True, "root": redact(root)}
     logs: dict[str, str] = {}
     for key, args in (("commit", ["rev-parse", "HEAD"]),
                       ("branch", ["rev-parse", "--abbrev-ref", "HEAD"]),
@@ -180,7 +137,7 @@ def capture_git(start: str) -> tuple[dict[str, Any], dict[str, str]]:
     except Exception:
         untracked = ""
     summary["untracked_files"] = len(untracked.splitlines())
-    untracked, cut = _bounded(untracked)
+    untracked, cut = _bounded(redact(untracked))
     summary["untracked_cut"] = cut
     if untracked:
         logs["git_untracked"] = untracked
@@ -225,7 +182,7 @@ def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
         logs["pip_freeze"] = pip_freeze()
         summary["pip_freeze"] = {"present": True, "packages": logs["pip_freeze"].count("\n")}
     except Exception as exc:
-        summary["pip_freeze"] = {"present": False, "reason": str(exc)}
+        summary["pip_freeze"] = {"present": False, "reason": redact(str(exc))}
     try:
         cwd = os.getcwd()
     except OSError:
@@ -248,7 +205,7 @@ def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
         summary["git"] = gsum
         logs.update(glogs)
     except Exception as exc:
-        summary["git"] = {"present": False, "reason": str(exc)}
+        summary["git"] = {"present": False, "reason": redact(str(exc))}
     try:
         login = getpass.getuser()
     except Exception:
@@ -263,7 +220,7 @@ def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
         uid=os.getuid(),
         pid=os.getpid(),
         argv=redact_argv(list(sys.argv)),
-        cwd=cwd,
+        cwd=redact(cwd) if cwd else cwd,
         process_started=_process_start(),
         elliptio_version=version,
         env=capture_env(),

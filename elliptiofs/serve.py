@@ -15,6 +15,7 @@ from collections.abc import Callable
 import trio
 
 from elliptio import Lake, Settings
+from elliptio.redact import redact_url
 
 from .kernel import indexer_warning, notify_systemd, when_initialised
 from .settings import DaemonSettings
@@ -89,8 +90,8 @@ async def serve(args: argparse.Namespace, settings: Settings, daemon: DaemonSett
         await nursery.start(outbox.run)
         # records of readers that are gone, but not those a staged entry still needs
         nursery.start_soon(keep_pruned, readlog, outbox.scopes_in_use)
-        log.info("mounted %s on %s (catalogue %s)", settings.store, mountpoint,
-                 settings.catalogue)
+        log.info("mounted %s on %s (catalogue %s)", redact_url(settings.store), mountpoint,
+                 redact_url(settings.catalogue))
         if (warning := indexer_warning(mountpoint)) is not None:
             log.warning("%s", warning)
         nursery.start_soon(_watch_signals, pyfuse3.terminate)

@@ -11,6 +11,7 @@ import os
 import shutil
 
 from elliptio import ConfigError, ElliptioError, Lake
+from elliptio.redact import redact_url
 
 EXIT_CONFIG = 2
 EXIT_STORE = 6
@@ -78,4 +79,4 @@ def check_lake(lake: Lake) -> None:
         except ConfigError as exc:
             raise StartError(str(exc), EXIT_CONFIG) from None
         except ElliptioError as exc:
-            raise StartError(f"cannot use the {what} {url}: {exc}", code) from None
+            raise StartError(f"cannot use the {what} {redact_url(url)}: {exc}", code) from None

@@ -122,7 +122,7 @@ def test_argv_redaction():
             "--db", "postgres://u:pw@h/db", "AKIAIOSFODNN7EXAMPLE"]
     out = provenance.redact_argv(argv)
     assert out == ["train.py", "--token", "***", "--password=***", "--lr", "0.1",
-                   "--db", "postgres://***@h/db", "***"]
+                   "--db", "postgres://***@h/db", "AKIA***"]
 
 
 @pytest.mark.parametrize("text,secret", [

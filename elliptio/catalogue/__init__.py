@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..redact import redact_url
 from .base import Catalogue, Conflict, IndexFields, Page, index_fields
 
 __all__ = ["Catalogue", "Conflict", "IndexFields", "Page", "index_fields", "open_catalogue"]
@@ -23,5 +24,6 @@ def open_catalogue(url: str, **options: object) -> Catalogue:
 
         return MongoCatalogue(url, **options)  # type: ignore[arg-type]
     raise ConfigError(
-        f"unknown catalogue URL {url!r}: use sqlite:///path or mongodb://host/ (mongodb+srv://)"
+        f"unknown catalogue URL {redact_url(url)!r}: use sqlite:///path or mongodb://host/ "
+        "(mongodb+srv://)"
     )

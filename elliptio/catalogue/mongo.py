@@ -51,10 +51,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import CatalogueError, ConfigError
 from ..query import Query, compile_mongo
+from ..redact import redact, redact_url
 from .base import Catalogue, Conflict, index_fields
 
 DOCUMENT_VERSION = 1
@@ -126,15 +126,6 @@ def _metadata_of(doc: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(doc["metadata_json"])
 
 
-def redact_url(url: str) -> str:
-    """*url* without its password (for messages and ``Catalogue.url``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
 class MongoCatalogue(Catalogue):
     """See the module docstring. *client* (tests: a ``mongomock.MongoClient``) replaces the
     connection made from *url*."""
@@ -156,7 +147,7 @@ class MongoCatalogue(Catalogue):
             try:
                 client = pymongo.MongoClient(url, **options)
             except Exception as exc:  # ConfigurationError, InvalidURI, ValueError
-                raise ConfigError(f"bad MongoDB URL {self.url}: {exc}") from exc
+                raise ConfigError(f"bad MongoDB URL {self.url}: {redact(str(exc))}") from exc
         if not database or not collection:
             raise ConfigError("MongoDB database and collection names must not be empty")
         self.database, self.collection_name = database, collection
@@ -187,13 +178,15 @@ class MongoCatalogue(Catalogue):
 
     def _describe(self, exc: Exception, what: str) -> str:
         name = type(exc).__name__
+        # a driver's message may quote the URL it was given, credentials included
+        msg = redact(str(exc))
         if name in ("ServerSelectionTimeoutError", "AutoReconnect", "NetworkTimeout",
                     "ConnectionFailure"):
-            return f"cannot reach the MongoDB catalogue {self.url} during {what}: {exc}"
+            return f"cannot reach the MongoDB catalogue {self.url} during {what}: {msg}"
         if name == "OperationFailure" and getattr(exc, "code", None) in (13, 18):
             return (f"MongoDB catalogue {self.url} refused {what} (authentication or "
-                    f"authorisation): {exc}")
-        return f"catalogue {self.url}: {what} failed: {exc}"
+                    f"authorisation): {msg}")
+        return f"catalogue {self.url}: {what} failed: {msg}"
 
     def _ensure_indexes(self) -> None:
         if self._indexed:

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from ..connections import PerThread, open_wal
 from ..errors import CatalogueError, ConfigError
 from ..query import Query, compile_sql
+from ..redact import redact_url
 from .base import Catalogue, Conflict, index_fields
 
 SCHEMA_VERSION = 1
@@ -90,12 +91,13 @@ def create_tables(db: sqlite3.Connection) -> None:
 def _path_of(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme != "sqlite":
-        raise ConfigError(f"not an SQLite URL: {url}")
+        raise ConfigError(f"not an SQLite URL: {redact_url(url)}")
     path = unquote(url[len("sqlite://"):])
     if path in ("/:memory:", ":memory:"):
         return ":memory:"
     if not path.startswith("/"):
-        raise ConfigError(f"SQLite catalogue path must be absolute (sqlite:////abs/path): {url}")
+        raise ConfigError("SQLite catalogue path must be absolute (sqlite:////abs/path): "
+                          f"{redact_url(url)}")
     return path
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from ..redact import redact_url
 from .base import Digest, Staged, Store
 
 __all__ = ["Digest", "Staged", "Store", "open_store"]
@@ -24,4 +25,5 @@ def open_store(url: str, **options: object) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore(url)
-    raise ConfigError(f"unknown store URL {url!r}: use file:///path or s3://bucket[/prefix]")
+    raise ConfigError(f"unknown store URL {redact_url(url)!r}: use file:///path or "
+                      "s3://bucket[/prefix]")

@@ -23,6 +23,7 @@ from typing import BinaryIO
 from urllib.parse import quote, unquote, urlparse
 
 from ..errors import ConfigError, Immutable, NotFound, StorageError
+from ..redact import redact_url
 from .base import Digest, Progress, Staged, Store, StoredObject, check_key, is_metadata_key
 from .files import copy_hashing, download_from, os_error
 from .nofollow import is_real_dir, make_dirs, open_dir, open_file, stat_file, walk
@@ -55,10 +56,10 @@ class LocalStore(Store):
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-            raise ConfigError(f"not a local store URL (want file:///path): {url}")
+            raise ConfigError(f"not a local store URL (want file:///path): {redact_url(url)}")
         path = unquote(parsed.path)
         if not path.startswith("/"):
-            raise ConfigError(f"local store path must be absolute: {url}")
+            raise ConfigError(f"local store path must be absolute: {redact_url(url)}")
         self.root = Path(path)
         self.url = "file://" + quote(str(self.root))
 

@@ -35,6 +35,7 @@ from typing import BinaryIO
 from urllib.parse import quote, urlparse
 
 from ..errors import ConfigError, Immutable, NotFound, StorageError
+from ..redact import redact_url
 from .base import Digest, Progress, Staged, Store, StoredObject, check_key, is_metadata_key
 from .files import copy_hashing, download_from, os_error
 
@@ -100,7 +101,7 @@ class MemoryStore(Store):
         parsed = urlparse(url)
         if parsed.scheme != "memory" or parsed.path not in ("", "/") or parsed.query \
                 or parsed.fragment or (parsed.netloc and not _NAME.fullmatch(parsed.netloc)):
-            raise ConfigError(f"not an in-memory store URL (want memory://name): {url}")
+            raise ConfigError(f"not an in-memory store URL (want memory://name): {redact_url(url)}")
         self.name = parsed.netloc or f"private-{secrets.token_hex(8)}"
         self.url = f"memory://{self.name}"
         self._objects = _objects_named(self.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from ...errors import ConfigError
+from ...redact import redact_url
 from ..base import check_key
 
 
@@ -18,13 +19,14 @@ def parse_url(url: str) -> tuple[str, str]:
     not one."""
     parsed = urlparse(url)
     if parsed.scheme != "s3" or not parsed.netloc:
-        raise ConfigError(f"not an S3 store URL (want s3://bucket[/prefix]): {url}")
+        raise ConfigError(f"not an S3 store URL (want s3://bucket[/prefix]): {redact_url(url)}")
     if parsed.query or parsed.fragment or "@" in parsed.netloc or ":" in parsed.netloc:
         raise ConfigError(f"an S3 store URL is s3://bucket[/prefix], without credentials, "
-                          f"ports or options (those come from the AWS environment): {url}")
+                          f"ports or options (those come from the AWS environment): "
+                          f"{redact_url(url)}")
     prefix = parsed.path.strip("/")
     if any(p in (".", "..") for p in prefix.split("/")) or "//" in parsed.path.strip("/"):
-        raise ConfigError(f"invalid prefix in S3 store URL: {url}")
+        raise ConfigError(f"invalid prefix in S3 store URL: {redact_url(url)}")
     return parsed.netloc, prefix
 
 
