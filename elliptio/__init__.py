@@ -21,6 +21,7 @@ library's own: such programs reach them through these names only.
     elliptio.layout      the store layout (parse_key) and the rules for names in it
     elliptio.provenance  what a save records of its program (redact_argv)
     elliptio.query       the query model, its text form, its compilers
+    elliptio.redact      secrets out of captured text and messages (redact, redact_url)
     elliptio.store       the Store interface and open_store
     elliptio.validate    the checks of info, tags and based_on ids
     elliptio.yamlsafe    the one parser of YAML others wrote (load_bounded)

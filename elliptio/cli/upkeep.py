@@ -10,6 +10,7 @@ import click
 from .. import indexer
 from ..config import DAEMON_KEYS, Settings, read_config
 from ..errors import UsageError
+from ..redact import redact_url
 from ..indexer.orphans import ORPHAN_MIN_AGE, ORPHAN_MIN_AGE_FLOOR
 from .output import echo_json, json_option, lake_of
 
@@ -123,6 +124,7 @@ def config(ctx: click.Context, as_json: bool) -> None:
     daemon's own settings as given (unset: the daemon's default)."""
     s = Settings.load()
     data = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "source"}
+    data["store"], data["catalogue"] = redact_url(s.store), redact_url(s.catalogue)
     daemon, daemon_source = read_config(DAEMON_KEYS)
     if as_json:
         echo_json({**data, **{k: daemon.get(k) for k in DAEMON_KEYS}})
