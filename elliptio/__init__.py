@@ -23,7 +23,10 @@ library's own: such programs reach them through these names only.
     elliptio.query       the query model, its text form, its compilers
     elliptio.redact      secrets out of captured text and messages (redact, redact_url)
     elliptio.store       the Store interface and open_store
+    elliptio.text        strings from the lake shown on a terminal (visible, json_visible)
+    elliptio.trust       what is accepted of metadata read back (accept_metadata)
     elliptio.validate    the checks of info, tags and based_on ids
+    elliptio.verified    a file object checked against its sha256 (verified_open)
     elliptio.yamlsafe    the one parser of YAML others wrote (load_bounded)
 """
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import trio
 
 from elliptio import CatalogueError, ConfigError, Settings, StorageError
+from elliptio.text import visible
 
 from .daemon import daemonise
 from .serve import serve
@@ -136,17 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         Settings.load()
         DaemonSettings.load()
     except StartError as exc:
-        print(f"elliptiofs: {exc}", file=sys.stderr)
+        print(f"elliptiofs: {visible(exc)}", file=sys.stderr)
         return exc.code
     except ConfigError as exc:
-        print(f"elliptiofs: {exc}", file=sys.stderr)
+        print(f"elliptiofs: {visible(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     if args.foreground:
         setup_logging(args)
         try:
             return _run(args, lambda: None)
         except StartError as exc:
-            print(f"elliptiofs: {exc}", file=sys.stderr)
+            print(f"elliptiofs: {visible(exc)}", file=sys.stderr)
             return exc.code
 
     def serve_in_child(ready: Callable[[], None]) -> int:

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from elliptio.text import visible
+
 from .start import StartError
 
 log = logging.getLogger("elliptiofs")
@@ -36,7 +38,7 @@ def daemonise(serve_in_child: Callable[[Callable[[], None]], int]) -> int:
             print("elliptiofs: the daemon exited before mounting (see its log)",
                   file=sys.stderr)
             return 1
-        print(f"elliptiofs: {message.strip()}", file=sys.stderr)
+        print(f"elliptiofs: {visible(message.strip())}", file=sys.stderr)
         os.waitpid(pid, 0)
         return int(status_text)
     # the child: a new session, no terminal, the log file for messages

@@ -134,6 +134,47 @@ def story(cat):
             "ms": now_ms}
 
 
+def test_the_first_claim_of_an_id_wins(cat):
+    """Metadata of Alice's id planted under Mallory's directory never replaces her row
+    (trust, issue 15 #2), in a batch or alone, first or later in the batch; the same
+    prefix again stays an idempotent upsert."""
+    alice = make_metadata(user="alice", tags=["hers"])
+    mallory = make_metadata(aid=alice["id"], user="mallory", tags=["planted"],
+                            files={"train.txt": b"not alice's"})
+    assert cat.claim_many([alice]) == (1, [])
+    written, conflicts = cat.claim_many([mallory, make_metadata()])
+    assert written == 1
+    assert [(c.id, c.held, c.refused) for c in conflicts] == [
+        (alice["id"], alice["prefix"], mallory["prefix"])]
+    assert cat.get(alice["id"]) == alice
+    assert find(cat, tags="planted") == []
+    with pytest.raises(CatalogueError, match="first claim wins"):
+        cat.upsert(mallory)
+    assert cat.upsert_many([mallory]) == 0 and cat.get(alice["id"]) == alice
+    # in one batch, the first of the batch claims the id
+    bob = make_metadata(user="bob")
+    eve = make_metadata(aid=bob["id"], user="eve")
+    written, conflicts = cat.claim_many([bob, eve])
+    assert written == 1 and [c.refused for c in conflicts] == [eve["prefix"]]
+    assert cat.get(bob["id"])["user"] == "bob"
+    assert cat.claim_many([alice, alice])[1] == [] and cat.get(alice["id"]) == alice
+
+
+def test_holds_object_is_a_file_of_its_own(cat):
+    """What a dedup reference is checked against: the artifact's own object, same digest
+    and size; None when the artifact is not catalogued."""
+    a = make_metadata(files={"x.bin": b"12345"})
+    f = a["files"][0]
+    ref = make_metadata(files={"y.bin": b"12345"})
+    ref["files"][0]["object"] = f["object"]  # a dedup reference to a's object
+    cat.upsert_many([a, ref])
+    assert cat.holds_object(a["id"], f["object"], f["sha256"], 5) is True
+    assert cat.holds_object(a["id"], f["object"], f["sha256"], 6) is False
+    assert cat.holds_object(a["id"], f["object"], "0" * 64, 5) is False
+    assert cat.holds_object(ref["id"], f["object"], f["sha256"], 5) is False  # not its own
+    assert cat.holds_object(new_id(), f["object"], f["sha256"], 5) is None
+
+
 def test_the_story_query(cat, story):
     assert find(cat, "user=andy,since=10d,file=*.txt,tag=*dataset*") == [story["andy"]["id"]]
     got = cat.find(Query.parse("user=andy,since=10d,file=*.txt,tag=*dataset*"))
@@ -235,6 +276,23 @@ def test_info_equality_is_typed(cat):
     assert find(cat, "info.epochs=10,info.lr=0.2") == []
 
 
+def test_info_keys_match_as_written(cat):
+    a = make_metadata(info={"learningRate": 0.1, "batch-size": 32, "Opt": {"Beta-1": 0.9}})
+    b = make_metadata(info={"learningrate": 0.1, "batch_size": 32, "opt": {"beta_1": 0.9}})
+    cat.upsert_many([a, b])
+    for text, want in [("info.learningRate=0.1", [a]), ("info.learningrate=0.1", [b]),
+                       ("info.batch-size=32", [a]), ("info.batch_size=32", [b]),
+                       ("info.Opt.Beta-1=0.9", [a]), ("INFO.opt.beta_1=0.9", [b]),
+                       ("info.learningRate=0.1,info.batch-size=32", [a]),
+                       ("info.LEARNINGRATE=0.1", []), ("info.batch-Size=32", [])]:
+        q = Query.parse(text)
+        assert ids(cat.find(q)) == [m["id"] for m in want], text
+        assert reference_find(q, [a, b]) == [m["id"] for m in want], text
+        assert cat.count(q) == len(want)
+    # the search form's fields (the CLI's --info, the web page) go through the same parser
+    assert ids(cat.find(Query.from_fields(info=[("batch-size", "32")]))) == [a["id"]]
+
+
 def test_lineage_direct_transitive_depth_and_ancestors(cat):
     root = make_metadata(ms=T0)
     chain = [root]
@@ -333,7 +391,7 @@ def test_keyset_paging_is_stable_across_inserts(cat):
     assert ids(oldest) == sorted(ids(oldest)) and len(oldest) == 40 + 2 * inserted
 
 
-def test_find_object_ids_with_prefix_distinct(cat):
+def test_find_objects_ids_with_prefix_distinct(cat):
     a = make_metadata(user="andy", files={"a.bin": b"same", "b.bin": b"other"},
                       tags=["zeta", "alpha"])
     b = make_metadata(user="brenda", files={"c.bin": b"same"}, tags=["alpha", "beta"])
@@ -342,9 +400,10 @@ def test_find_object_ids_with_prefix_distinct(cat):
     import hashlib
 
     same = hashlib.sha256(b"same").hexdigest()
-    assert cat.find_object(same, 4) in (a["files"][0]["object"], b["files"][0]["object"])
-    assert cat.find_object(same, 5) is None
-    assert cat.find_object("0" * 64, 4) is None
+    assert cat.find_objects(same, 4) == [a["files"][0]["object"], b["files"][0]["object"]]
+    assert cat.find_objects(same, 4, limit=1) == [a["files"][0]["object"]]
+    assert cat.find_objects(same, 5) == []
+    assert cat.find_objects("0" * 64, 4) == []
     for n in (6, 10, 26):  # every id with the prefix, in id order, at most the limit
         p = a["id"][:n]
         assert cat.ids_with_prefix(p, 10) == sorted(i for i in ids([a, b, c])
@@ -394,7 +453,7 @@ def test_large_documents(cat):
     assert find(cat, files="dir7/*") == [md["id"]]
     assert find(cat, tags="tag199") == [md["id"]]
     assert find(cat, info={"table": list(range(5000))}) == [md["id"]]
-    assert cat.find_object(md["files"][0]["sha256"], 0) is not None
+    assert cat.find_objects(md["files"][0]["sha256"], 0) != []
 
 
 def test_metadata_bson_cannot_hold_is_kept_verbatim(cat):

@@ -12,7 +12,8 @@ from ..config import DAEMON_KEYS, Settings, read_config
 from ..errors import UsageError
 from ..redact import redact_url
 from ..indexer.orphans import ORPHAN_MIN_AGE, ORPHAN_MIN_AGE_FLOOR
-from .output import echo_json, json_option, lake_of
+from ..text import visible
+from .output import echo_json, json_option, lake_of, say
 
 
 @click.command()
@@ -45,12 +46,14 @@ def reindex(ctx: click.Context, since: str | None, to_url: str | None, full: boo
     if as_json:
         echo_json(dataclasses.asdict(report))
         return
-    click.echo(f"reindexed {report.indexed} of {report.scanned} artifact(s) from "
-               f"{lake.store.url} into {report.catalogue}"
-               + (f" ({report.skipped} already there)" if report.skipped else ""))
-    for key, why in report.malformed:
-        click.echo(f"  skipped {key}: {why}", err=True)
-    if report.malformed:
+    say(f"reindexed {report.indexed} of {report.scanned} artifact(s) from "
+        f"{visible(lake.store.url)} into {visible(report.catalogue)}"
+        + (f" ({report.skipped} already there)" if report.skipped else ""))
+    for key, why in report.quarantined:
+        say(f"  quarantined {visible(key)}: {visible(why)}", err=True)
+    for conflict in report.conflicts:
+        say(f"  conflict: {visible(str(conflict))}", err=True)
+    if report.quarantined or report.conflicts:
         ctx.exit(1)
 
 
@@ -76,15 +79,15 @@ def fsck(ctx: click.Context, verify: bool, remove_orphans: bool, orphan_min_age:
     if as_json:
         echo_json({**data, "clean": report.clean})
     else:
-        click.echo(f"checked {report.checked} artifact(s)")
+        say(f"checked {report.checked} artifact(s)")
         for field, values in data.items():
             if isinstance(values, list) and values:
-                click.echo(f"{field.replace('_', ' ')} ({len(values)}):")
+                say(f"{field.replace('_', ' ')} ({len(values)}):")
                 for v in values[:50]:
-                    click.echo(f"  {v}")
+                    say(f"  {visible(v)}")
                 if len(values) > 50:
-                    click.echo(f"  ... and {len(values) - 50} more")
-        click.echo("clean" if report.clean else "problems found")
+                    say(f"  ... and {len(values) - 50} more")
+        say("clean" if report.clean else "problems found")
     if not report.clean:
         ctx.exit(1)
 
@@ -94,9 +97,9 @@ def fsck(ctx: click.Context, verify: bool, remove_orphans: bool, orphan_min_age:
 def init(ctx: click.Context) -> None:
     """Create (or check) the configured store and catalogue."""
     lake = lake_of(ctx)
-    click.echo(f"store: {lake.store.init()}")
-    click.echo(f"catalogue: {lake.catalogue.check()}")
-    click.echo(f"user: {lake.settings.user}")
+    say(f"store: {visible(lake.store.init())}")
+    say(f"catalogue: {visible(lake.catalogue.check())}")
+    say(f"user: {visible(lake.settings.user)}")
 
 
 @click.command()
@@ -130,9 +133,9 @@ def config(ctx: click.Context, as_json: bool) -> None:
         echo_json({**data, **{k: daemon.get(k) for k in DAEMON_KEYS}})
         return
     for k, v in data.items():
-        click.echo(f"{k:16} {v}   ({s.source.get(k, 'default')})")
+        say(f"{k:16} {visible(v)}   ({visible(s.source.get(k, 'default'))})")
     for k in DAEMON_KEYS:
         if k in daemon:
-            click.echo(f"{k:16} {daemon[k]}   ({daemon_source[k]}; read by elliptiofs)")
+            say(f"{k:16} {visible(daemon[k])}   ({visible(daemon_source[k])}; read by elliptiofs)")
         else:
-            click.echo(f"{k:16} -   (elliptiofs' default)")
+            say(f"{k:16} -   (elliptiofs' default)")
