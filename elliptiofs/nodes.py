@@ -52,15 +52,17 @@ class Node:
 
     ``size`` is -1 for ``.eio/metadata.yaml`` until its bytes are fetched (the catalogue
     does not record its size). ``query`` is set on GROUP nodes (what they list).
+    ``problem`` is set on an AFILE that is listed but never served (its entry breaks
+    :func:`elliptio.layout.entry_problem`; it then has no ``object``): opening it is EIO.
     """
 
     __slots__ = ("kind", "path", "size", "mtime_ns", "artifact", "user", "sha256",
-                 "object", "query")
+                 "object", "query", "problem")
 
     def __init__(self, kind: Kind, path: tuple[str, ...], *, size: int = 0,
                  mtime_ns: int = 0, artifact: str | None = None, user: str | None = None,
                  sha256: str | None = None, object: str | None = None,
-                 query: Query | None = None) -> None:
+                 query: Query | None = None, problem: str | None = None) -> None:
         self.kind = kind
         self.path = path
         self.size = size
@@ -70,6 +72,7 @@ class Node:
         self.sha256 = sha256
         self.object = object
         self.query = query
+        self.problem = problem
 
     def __repr__(self) -> str:
         return f"Node({self.kind.value}, /{'/'.join(self.path)})"

@@ -236,9 +236,9 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
         if node.kind is not Kind.AFILE:
             raise pyfuse3.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
-        fh = self.files.add("reader", await self.lake.open(node, ctx.pid, ctx.uid))
-        # immutable content: keep the kernel's page cache across opens
-        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+        their = await self.lake.open(node, ctx.pid, ctx.uid)  # page cache kept once checked
+        return pyfuse3.FileInfo(fh=self.files.add("reader", their),
+                                keep_cache=self.reader.keeps_cache(their))
 
     @_op
     async def read(self, fh: int, off: int, size: int  # type: ignore[override]

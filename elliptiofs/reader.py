@@ -20,6 +20,17 @@ happen inside the store (one exception, listed in :mod:`elliptio.store.retry`: a
 prefetch is asked for again by the read that wants it). A short object (fewer bytes than
 the catalogue recorded) is an :class:`~elliptio.errors.IntegrityError`: wrong bytes are
 never returned.
+
+Verified reads (:mod:`elliptiofs.inorder`): every open file with a recorded sha256 is
+hashed in order from offset 0 as its reads complete, and the read that would complete the
+file is refused (``IntegrityError``, EIO) when the bytes do not match: ``cat``,
+``sha256sum``, ``cp``, ``rsync`` or a loader reading a file through never get all of a
+substituted file. A reader that jumps gets exactly the bytes it asks for, unchecked (a
+range cannot be checked against a whole-file digest). The verdict is remembered per
+object and digest: a file found not to match refuses every later open, and only a file
+found to match is opened with the kernel's page cache kept (:meth:`Reader.keeps_cache`),
+so that a later read in order comes through the daemon and is checked again rather than
+being served from pages an unchecked read left in the cache.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import trio
 from elliptio.errors import IntegrityError, NotFound, StorageError
 from elliptio.store import Store
 
+from .inorder import InOrderCheck, Verdicts
 from .workers import Workers
 
 log = logging.getLogger(__name__)
@@ -56,6 +68,9 @@ PREFETCH_MAX = 256
 PREFETCH_TTL = 30.0
 #: small objects remembered as read whole (not prefetched again)
 SERVED_MAX = 16384
+#: verdicts of verified reads remembered (object, sha256, size -> bytes match)
+VERDICTS_MAX = 16384
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 class Budget:
@@ -98,13 +113,17 @@ class _Part:
 
 
 class Stream:
-    """One open file: its key, size, and the parts fetched ahead of its reader."""
+    """One open file: its key, size, recorded sha256 (None: none recorded, as for
+    metadata.yaml), the parts fetched ahead of its reader, and its in-order check."""
 
-    __slots__ = ("key", "size", "next_off", "sequential", "ahead", "parts")
+    __slots__ = ("key", "size", "sha256", "check", "next_off", "sequential", "ahead",
+                 "parts")
 
-    def __init__(self, key: str, size: int) -> None:
+    def __init__(self, key: str, size: int, sha256: str | None = None) -> None:
         self.key = key
         self.size = size
+        self.sha256 = sha256
+        self.check = InOrderCheck(sha256, size) if sha256 is not None else None
         self.next_off = 0
         self.sequential = 0  # bytes read in order since the last jump
         self.ahead = 1  # parts fetched ahead of the reader (doubles up to MAX_AHEAD)
@@ -129,6 +148,7 @@ class Reader:
         # their pages are most likely still in the kernel's page cache (a second pass of
         # a scan is served there; prefetching them again would only cost GETs)
         self._served: OrderedDict[str, None] = OrderedDict()
+        self.verdicts = Verdicts(VERDICTS_MAX)  # of files read in order to their end
 
     @property
     def store(self) -> Store:
@@ -148,11 +168,16 @@ class Reader:
             self._drop(oldest)
         return now
 
-    def open(self, key: str, size: int) -> int:
+    def open(self, key: str, size: int, sha256: str | None = None) -> int:
+        """A handle for reading *key* of *size* bytes, checked against *sha256* when given
+        (module docstring); ``IntegrityError`` when its bytes are known not to match."""
+        if sha256 is not None and (self.verdicts.get(key, sha256, size) is False
+                                   or (size == 0 and sha256 != EMPTY_SHA256)):
+            raise IntegrityError(f"{key}: content does not match its recorded sha256")
         if self._prefetched:
             self._expire_prefetched()
         fh = next(self._fh)
-        stream = self._streams[fh] = Stream(key, size)
+        stream = self._streams[fh] = Stream(key, size, sha256)
         part = self._prefetched.pop(key, None)
         if part is not None:
             self._prefetched_bytes -= part.length
@@ -187,10 +212,21 @@ class Reader:
         self._io.close()
         self._prefetch_io.close()
 
+    def keeps_cache(self, fh: int) -> bool:
+        """Whether the kernel may keep its cached pages of *fh*'s file across opens: when
+        its bytes have been checked (or it has no recorded digest). Otherwise the open
+        drops them, so a read in order is served here, and checked."""
+        return self._known_good(self._streams[fh])
+
+    def _known_good(self, stream: Stream) -> bool:
+        return stream.sha256 is None or \
+            self.verdicts.get(stream.key, stream.sha256, stream.size) is True
+
     def release(self, fh: int) -> None:
         stream = self._streams.pop(fh, None)
         if stream is not None:
-            if stream.size <= PART and stream.next_off >= stream.size:
+            if stream.size <= PART and stream.next_off >= stream.size \
+                    and self._known_good(stream):
                 self._served[stream.key] = None
                 self._served.move_to_end(stream.key)
                 if len(self._served) > SERVED_MAX:
@@ -207,6 +243,33 @@ class Reader:
         if off >= stream.size or size <= 0:
             return b""
         size = min(size, stream.size - off)
+        check = stream.check
+        if check is None:
+            return await self._read(stream, off, size)
+        if check.verdict is False:
+            raise IntegrityError(f"{stream.key}: content does not match its recorded sha256")
+        token = check.started(off, off + size)
+        try:
+            data = await self._read(stream, off, size)
+        except BaseException:
+            check.failed(token)
+            raise
+        check.arrived(token, off, data)
+        if off + size < stream.size:
+            if check.verdict is not None:  # this read completed the digest
+                self.verdicts.put(stream.key, check.sha256, stream.size, check.verdict)
+            return data
+        # the read that completes the file waits for the reads before it, and is refused
+        # if the whole does not match (a reader that jumped here gets it unchecked)
+        verdict = await check.settled(off, data)
+        if verdict is not None:
+            self.verdicts.put(stream.key, check.sha256, stream.size, verdict)
+        if verdict is False:
+            raise IntegrityError(f"{stream.key}: content does not match its recorded "
+                                 "sha256 (read in order to its end)")
+        return data
+
+    async def _read(self, stream: Stream, off: int, size: int) -> bytes | memoryview:
         # The kernel keeps several read-ahead requests of one file in flight and they are
         # served concurrently, so they arrive (and resume) out of order: a request near
         # the reader's position, or inside a part already fetched, is sequential; only a

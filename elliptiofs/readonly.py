@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from elliptio.errors import IntegrityError
+
 from .nodes import Entry, Kind, Node
 from .reader import Reader
 from .readlog import ReadLog, ReadLogError, scope_for
@@ -66,7 +68,14 @@ class ReadOnly:
 
     async def open(self, node: Node, pid: int, uid: int) -> int:
         """Open the artifact file *node* for reading by process *pid* of *uid*: its read
-        recorded and told to the scan-ahead; the reader's handle."""
+        recorded and told to the scan-ahead; the reader's handle.
+
+        A refused file (``node.problem``: its entry breaks the store's rules,
+        :mod:`elliptiofs.views`) raises ``IntegrityError`` (EIO) before anything is read
+        or recorded."""
+        if node.problem is not None:
+            raise IntegrityError(f"{node.artifact}/{'/'.join(node.path[2:])}: refused: "
+                                 f"{node.problem}")
         node = await self.sized(node)
         if node.user_file and (self.readlog is not None or self.scan is not None):
             scope = scope_for(pid, uid, self.scope)  # the reader, for both
@@ -75,7 +84,7 @@ class ReadOnly:
             if self.scan is not None:
                 self.scan.opened(scope, node)
         assert node.object is not None
-        return self.reader.open(node.object, node.size)
+        return self.reader.open(node.object, node.size, node.sha256)
 
     def _record_read(self, node: Node, scope: str, pid: int, uid: int) -> None:
         assert self.readlog is not None and node.artifact is not None

@@ -7,21 +7,21 @@ Endpoints are plain functions, run in Starlette's thread pool, because the catal
 the store are blocking libraries (the SQLite catalogue keeps one connection per thread).
 
 Errors: an unknown id is a 404 page, a malformed query shows the search form with the
-message, a catalogue or store failure is a 503 page that names which one failed; anything
-else is logged with its traceback and shown as a plain 500 page, never a stack trace.
+message, a catalogue or store failure is a 503 page that names which one failed, a file or
+log the lake's rules refuse or whose bytes do not match is a 502 page "Refused" with the
+reason (:mod:`.files`); anything else is logged with its traceback and shown as a plain
+500 page, never a stack trace.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, BinaryIO
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
@@ -29,7 +29,6 @@ from starlette.responses import (
     PlainTextResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -45,14 +44,12 @@ from ..errors import (
     UsageError,
 )
 from ..lake import Lake
-from . import data, search
+from . import data, files, search
 from .graph import layout
 from .guard import Guard
 from .rendering import HERE, error_response, render, wants_json
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20
 
 
 # -- pages --------------------------------------------------------------------------------
@@ -126,68 +123,8 @@ def metadata_download(request: Request) -> Response:
     if isinstance(a, Response):
         return a
     return Response(data.metadata_yaml(a).encode(), media_type="text/plain; charset=utf-8",
-                    headers={"content-disposition": _disposition(f"{a.id}-metadata.yaml")})
-
-
-def _disposition(name: str) -> str:
-    """``attachment`` with an ASCII fallback and the RFC 5987 UTF-8 name."""
-    base = name.rsplit("/", 1)[-1] or "download"
-    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in base)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
-
-
-class VerifiedStream:
-    """The bytes of one store object in 1 MiB chunks, checked against the recorded sha256
-    and size as they go. The last chunk is held back until the check passed, so a client
-    never receives a complete-looking file whose bytes do not match: on a mismatch the
-    stream stops short of the announced Content-Length and the client sees a broken
-    download."""
-
-    def __init__(self, fh: BinaryIO, what: str, sha256: str, size: int) -> None:
-        self.fh, self.what, self.sha256, self.size = fh, what, sha256, size
-
-    def __iter__(self) -> Iterator[bytes]:
-        h = hashlib.sha256()
-        total = 0
-        held = b""
-        try:
-            while True:
-                chunk = self.fh.read(CHUNK)
-                if not chunk:
-                    break
-                h.update(chunk)
-                total += len(chunk)
-                if held:
-                    yield held
-                held = chunk
-            if total != self.size or h.hexdigest() != self.sha256:
-                log.error("%s: bytes in the store do not match the recorded sha256/size; "
-                          "download cut short", self.what)
-                raise IntegrityError(f"{self.what}: content does not match its sha256")
-            if held:
-                yield held
-        finally:
-            self.fh.close()
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-def _stream(lake: Lake, aid: str, entry: dict[str, Any], filename: str) -> Response:
-    obj = str(entry.get("object", ""))
-    what = f"{aid}/{entry.get('path')}"
-    if not data.safe_object(obj):
-        log.warning("%s: refusing to serve object %r from metadata: outside the store "
-                    "layout", what, obj)
-        raise NotFound(f"{what}: no such file")
-    fh = lake.store.open(obj)
-    stream = VerifiedStream(fh, what, str(entry["sha256"]), int(entry["size"]))
-    return StreamingResponse(
-        iter(stream), media_type="application/octet-stream",
-        headers={"content-disposition": _disposition(filename),
-                 "content-length": str(int(entry["size"])),
-                 "cache-control": "private, max-age=86400, immutable"},
-        background=BackgroundTask(stream.close))
+                    headers={"content-disposition": files.disposition(
+                        f"{a.id}-metadata.yaml")})
 
 
 def file_download(request: Request) -> Response:
@@ -195,66 +132,23 @@ def file_download(request: Request) -> Response:
     a = _artifact(request, "/files/" + quote(path, safe="/"))
     if isinstance(a, Response):
         return a
-    # only a name listed in this artifact's metadata is served: the URL is looked up,
-    # never joined onto a store path
-    for entry in a.metadata.get("files") or []:
-        if entry.get("path") == path:
-            return _stream(_lake(request), a.id, entry, path)
-    raise NotFound(f"artifact {a.id} has no file {path!r}")
-
-
-def _log_entry(request: Request, suffix: str) -> tuple[Any, dict[str, Any] | None]:
-    name = request.path_params["name"]
-    a = _artifact(request, f"/logs/{quote(name)}{suffix}")
-    if isinstance(a, Response):
-        return a, None
-    entry = (a.metadata.get("logs") or {}).get(name)
-    if not isinstance(entry, dict):
-        raise NotFound(f"artifact {a.id} has no log {name!r} (it has: "
-                       f"{', '.join(a.metadata.get('logs') or {}) or 'none'})")
-    return a, entry
+    return files.file_download(_lake(request), a, path)
 
 
 def log_download(request: Request) -> Response:
-    a, entry = _log_entry(request, "/download")
-    if entry is None:
+    name = request.path_params["name"]
+    a = _artifact(request, f"/logs/{quote(name)}/download")
+    if isinstance(a, Response):
         return a
-    return _stream(_lake(request), a.id, entry, str(entry.get("path", "log.txt")))
+    return files.log_download(_lake(request), a, name)
 
 
 def log_page(request: Request) -> Response:
-    a, entry = _log_entry(request, "")
-    if entry is None:
-        return a
-    obj = str(entry.get("object", ""))
-    if not data.safe_object(obj):
-        raise NotFound(f"{a.id}: log {request.path_params['name']!r} is not readable")
-    size = int(entry.get("size", 0))
-    raw = _lake(request).store.read_range(obj, 0, min(size, data.MAX_LOG_VIEW))
-    cut = size > data.MAX_LOG_VIEW
-    verified = not cut and hashlib.sha256(raw).hexdigest() == entry.get("sha256")
-    text = raw.decode("utf-8", errors="replace")
     name = request.path_params["name"]
-    path = str(entry.get("path", ""))
-    is_diff = path.endswith((".patch", ".diff")) or "diff" in name
-    lines = [(_diff_class(line) if is_diff else "", line) for line in text.splitlines()]
-    return render(request, "log.html", {
-        "a": {"id": a.id, "user": a.user, "created": a.metadata.get("created")},
-        "name": name, "path": path, "size": size, "size_h": data.human_size(size),
-        "lines": lines, "cut": cut, "verified": verified, "is_diff": is_diff,
-        "mismatch": not cut and not verified})
-
-
-def _diff_class(line: str) -> str:
-    if line.startswith(("+++", "---", "diff ", "index ")):
-        return "d-file"
-    if line.startswith("@@"):
-        return "d-hunk"
-    if line.startswith("+"):
-        return "d-add"
-    if line.startswith("-"):
-        return "d-del"
-    return ""
+    a = _artifact(request, f"/logs/{quote(name)}")
+    if isinstance(a, Response):
+        return a
+    return files.log_page(request, _lake(request), a, name)
 
 
 def _lineage_args(request: Request) -> tuple[int, str]:
@@ -329,6 +223,12 @@ def _store_down(request: Request, exc: Exception) -> Response:
                           "persists, the store's administrator must look at it.")
 
 
+def _refused(request: Request, exc: Exception) -> Response:
+    log.warning("refused on %s: %s", request.url.path, exc)
+    return error_response(request, 502, "Refused: the lake's record or bytes do not check "
+                          "out", str(exc))
+
+
 def _elliptio_error(request: Request, exc: Exception) -> Response:
     log.warning("error on %s: %s", request.url.path, exc)
     return error_response(request, 500, "Error", str(exc))
@@ -385,6 +285,7 @@ def create_app(lake: Lake, token: str | None = None, root_path: str = "") -> ASG
         UsageError: _usage,
         CatalogueError: _catalogue_down,
         StorageError: _store_down,
+        IntegrityError: _refused,
         ElliptioError: _elliptio_error,
         HTTPException: _http_error,
         Exception: _bug,

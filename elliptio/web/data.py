@@ -16,7 +16,7 @@ from ..artifact import Artifact, dump_metadata
 from ..errors import IntegrityError, NotFound, UsageError
 from ..ids import ID_RE
 from ..lake import Lake
-from ..layout import parse_key
+from ..layout import entry_problem
 from ..query import Query
 from .search import summary
 
@@ -45,13 +45,10 @@ def find_artifact(lake: Lake, text: str) -> Artifact:
     return a
 
 
-def safe_object(key: str) -> bool:
-    """True if *key* (from metadata, so untrusted) names an object inside the store's
-    artifact layout: ``YYYY/MM/DD/<user>/<id>/<path>`` without ``.``/``..`` components
-    (:func:`~elliptio.layout.parse_key`). Deduplicated files point into another
-    artifact's directory, which is allowed."""
-    k = parse_key(key)
-    return k is not None and k.path != ""
+def _size(entry: Any) -> int:
+    """The recorded size of a file or log entry, 0 where it records none."""
+    size = entry.get("size") if isinstance(entry, Mapping) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) else 0
 
 
 def human_size(n: int) -> str:
@@ -69,26 +66,32 @@ def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
     store = lake.store
     files = []
     for f in md.get("files") or []:
+        # the rule every reader re-checks (layout.entry_problem): a refused file is listed
+        # with the reason, without a download link or a URL of its object
+        refused = entry_problem(md, f)
+        f = f if isinstance(f, Mapping) else {}
         obj = str(f.get("object", ""))
-        ok = safe_object(obj)
         files.append({
-            "path": str(f["path"]),
-            "size": int(f["size"]),
-            "size_h": human_size(int(f["size"])),
-            "sha256": str(f["sha256"]),
-            "url": store.url_for(obj) if ok else None,
-            "s3_url": store.s3_url(obj) if ok else None,
+            "path": str(f.get("path", "")),
+            "size": _size(f),
+            "size_h": human_size(_size(f)),
+            "sha256": str(f.get("sha256", "")),
+            "url": store.url_for(obj) if refused is None else None,
+            "s3_url": store.s3_url(obj) if refused is None else None,
             "deduplicated": not obj.startswith(a.prefix + "/"),
+            "refused": refused,
         })
     try:
         dirs = a.dirs
     except IntegrityError:
         dirs = []  # names save would not write are not listed (the raw YAML shows them)
     logs = []
-    for name, entry in (md.get("logs") or {}).items():
-        logs.append({"name": str(name), "path": str(entry.get("path", "")),
-                     "size": int(entry.get("size", 0)),
-                     "size_h": human_size(int(entry.get("size", 0)))})
+    md_logs = md.get("logs")
+    for name, entry in (md_logs.items() if isinstance(md_logs, Mapping) else ()):
+        e = entry if isinstance(entry, Mapping) else {}
+        logs.append({"name": str(name), "path": str(e.get("path", "")), "size": _size(e),
+                     "size_h": human_size(_size(e)),
+                     "refused": entry_problem(md, entry, "log")})
     parents = []
     for pid in a.based_on:
         p = lake.catalogue.get(pid) if ID_RE.fullmatch(str(pid)) else None
