@@ -166,9 +166,11 @@ def entry_problem(md: Mapping[str, Any], entry: Any, kind: str = "file") -> str 
         return f"{kind} {path!r}: size {entry.get('size')!r} is not a byte count"
     if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
         return f"{kind} {path!r}: sha256 {str(entry.get('sha256'))[:70]!r} is not a digest"
-    prefix, aid = str(md.get("prefix", "")), str(md.get("id", ""))
-    if not ID_RE.fullmatch(aid) or prefix != artifact_prefix(id_time(aid), str(md.get("user")),
-                                                             aid):
+    prefix, aid, user = str(md.get("prefix", "")), str(md.get("id", "")), md.get("user")
+    if (not isinstance(user, str) or not user or "/" in user or user in (".", "..")
+            or has_bad_chars(user)):
+        return f"artifact {aid[:40]!r}: user {str(user)[:40]!r} is not one path segment"
+    if not ID_RE.fullmatch(aid) or prefix != artifact_prefix(id_time(aid), user, aid):
         return f"artifact {aid[:40]!r}: prefix {prefix[:80]!r} is not its day, user and id"
     if kind == "log":
         name = path[len(LOGS):] if path.startswith(LOGS) else ""

@@ -397,3 +397,18 @@ def test_metadata_a_save_writes_is_accepted(lake, work):
     with pytest.raises(trust.Quarantined, match="not its directory"):
         trust.accept_metadata(lake.store.read_bytes(key),
                               f"{a.prefix.rsplit('/', 1)[0]}/{new}/.eio/metadata.yaml")
+
+
+def test_a_row_whose_user_is_not_one_segment_is_refused_by_readers(lake):
+    """A catalogue row (not from the indexer) whose user smuggles slashes: its prefix is
+    rebuilt from that same user, so only the user's own check refuses it."""
+    md = make_metadata(user="alice", files=["a.txt"])
+    evil = "x/../../../../2020/01/01/alice"
+    md["user"] = evil
+    md["prefix"] = layout.artifact_prefix(layout.id_time(md["id"]), evil, md["id"])
+    for f in md["files"]:
+        f["object"] = f"{md['prefix']}/{f['path']}"
+    assert "one path segment" in layout.entry_problem(md, md["files"][0])
+    lake.catalogue.upsert_many([md])
+    with pytest.raises(IntegrityError, match="one path segment"):
+        lake.load(md["id"]).files["a.txt"].read_bytes()
