@@ -151,6 +151,13 @@ class ArtifactFile:
         None on a local store."""
         return self._lake.store.s3_url(self._checked())
 
+    @property
+    def eio_url(self) -> str:
+        """``eio://<artifact id>/<path>``, which pandas, pyarrow, DuckDB and polars open
+        through fsspec (:mod:`elliptio.urlfs`): reading it records the artifact as used,
+        as :func:`elliptio.load` does, and checks the bytes against the sha256."""
+        return f"eio://{self.artifact_id}/{self.path}"
+
     def presign(self, expires: int = 3600) -> str:
         """A presigned HTTPS URL valid for *expires* seconds (S3 stores only)."""
         return self._lake.store.presign(self._checked(), expires)

@@ -9,6 +9,10 @@ last byte (the recorded size reached) first compares the digest, and raises
 gets exactly the bytes it asked for: such partial reads cannot be checked against a
 whole-file digest, and reading the file to its end in order afterwards is checked again
 from the start.
+
+:class:`InOrderCheck` is that rule on its own, for readers that hand over bytes another
+way (the ``eio://`` files of :mod:`elliptio.urlfs`): one way to verify, wherever bytes
+leave the library.
 """
 
 from __future__ import annotations
@@ -20,12 +24,46 @@ from typing import Any, BinaryIO
 from .errors import IntegrityError
 
 
+class InOrderCheck:
+    """The sha256 of one file's bytes as they are handed over in order from its start.
+
+    Call :meth:`passing` with every piece of bytes *before* handing it over, with the
+    offset it starts at. It raises ``IntegrityError`` when the piece would complete the
+    file and the digest does not match, when it reaches past the recorded size, or when
+    the store ends before the recorded size. Pieces elsewhere pass unchecked (module
+    docstring); a piece that overlaps the checked prefix extends it.
+    """
+
+    def __init__(self, what: str, sha256: str, size: int) -> None:
+        self.what, self.sha256, self.size = what, sha256, size
+        self._hash = hashlib.sha256()
+        self._hashed = 0  # bytes [0, _hashed) are in _hash, handed over in order
+
+    def passing(self, pos: int, data: bytes | memoryview, asked: int) -> None:
+        """Check *data* (the bytes at *pos*, of the *asked* for) before it is handed over."""
+        n = len(data)
+        end = pos + n
+        if end > self.size:
+            raise IntegrityError(f"{self.what}: the store holds more bytes than the "
+                                 f"recorded {self.size}")
+        if pos <= self._hashed < end:
+            self._hash.update(memoryview(data)[self._hashed - pos:])
+            self._hashed = end
+            if end == self.size and self._hash.hexdigest() != self.sha256:
+                raise IntegrityError(f"{self.what}: content does not match its recorded "
+                                     "sha256")
+        if n == 0 and pos < self.size and asked:
+            raise IntegrityError(f"{self.what}: the store holds {pos} bytes, the "
+                                 f"catalogue recorded {self.size}")
+        if self.size == 0 and pos == 0 and self._hash.hexdigest() != self.sha256:
+            raise IntegrityError(f"{self.what}: content does not match its recorded sha256")
+
+
 class _Verifying(io.RawIOBase):
     def __init__(self, raw: BinaryIO, what: str, sha256: str, size: int) -> None:
-        self._raw, self._what, self._sha256, self._size = raw, what, sha256, size
+        self._raw, self._size = raw, size
         self._pos = 0
-        self._hash = hashlib.sha256()
-        self._hashed = 0  # bytes [0, _hashed) are in _hash, read in order
+        self._check = InOrderCheck(what, sha256, size)
 
     def readable(self) -> bool:
         return True
@@ -49,23 +87,9 @@ class _Verifying(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         data = self._raw.read(len(view))
         n = len(data)
-        end = self._pos + n
-        if end > self._size:
-            raise IntegrityError(f"{self._what}: the store holds more bytes than the "
-                                 f"recorded {self._size}")
-        if self._pos == self._hashed and n:
-            self._hash.update(data)
-            self._hashed = end
-            if end == self._size and self._hash.hexdigest() != self._sha256:
-                raise IntegrityError(f"{self._what}: content does not match its recorded "
-                                     "sha256")
-        if n == 0 and self._pos < self._size and len(view):
-            raise IntegrityError(f"{self._what}: the store holds {self._pos} bytes, the "
-                                 f"catalogue recorded {self._size}")
-        if self._size == 0 and self._pos == 0 and self._hash.hexdigest() != self._sha256:
-            raise IntegrityError(f"{self._what}: content does not match its recorded sha256")
+        self._check.passing(self._pos, data, len(view))
         view[:n] = data
-        self._pos = end
+        self._pos += n
         return n
 
     def close(self) -> None:
