@@ -19,6 +19,7 @@ library's own: such programs reach them through these names only.
     elliptio.ids         artifact ids
     elliptio.inputs      files to save as checked entries (Entry, resolve_inputs)
     elliptio.layout      the store layout (parse_key) and the rules for names in it
+    elliptio.mountreads  where mounts answer what a process read (socket_path, answer)
     elliptio.provenance  what a save records of its program (redact_argv)
     elliptio.query       the query model, its text form, its compilers
     elliptio.redact      secrets out of captured text and messages (redact, redact_url)

@@ -118,7 +118,9 @@ class Lake:
         clean_info = check_info(info, s.max_info_bytes)
         clean_tags = check_tags(tags)
         if based_on is None:
-            parents = lineage.current()
+            from .mountreads import with_mount_reads  # + reads through local mounts
+
+            parents = with_mount_reads(lineage.current(), s.store)
         else:
             parents = check_ids(based_on)
             for p in parents:

@@ -20,8 +20,9 @@ and hourly), except those an outbox entry still staged takes its lineage from. `
 scopes never end.
 
 The log is a small SQLite file in WAL mode at ``Settings.readlog`` (``ELLIPTIO_READLOG``;
-default beside the catalogue in the user data directory), shared by the daemon and
-``eio``. A record is committed before ``open()`` returns; ``synchronous=NORMAL`` keeps it
+default beside the catalogue in the user data directory), readable by the daemon's user
+alone (mode 0600: it says what everyone read). Library saves learn their own scope's
+reads by asking the daemon (:mod:`elliptiofs.readsock`), never from the file. A record is committed before ``open()`` returns; ``synchronous=NORMAL`` keeps it
 across a crash of the daemon (not necessarily across a power loss).
 
 The API the outbox uses::
@@ -161,6 +162,18 @@ async def keep_pruned(readlog: ReadLog, in_use: Callable[[], set[str]], *,
 
 
 # -- the log ---------------------------------------------------------------------------------
+def private(path: str) -> None:
+    """Make the read log *path* (and its WAL files, which SQLite creates with the same
+    mode) readable by its owner only: it tells what everyone read."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+    for p in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(p)
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.chmod(p, 0o600)
+
+
 class ReadLog:
     """The durable (scope -> artifact) record. Safe to use from several threads."""
 
@@ -176,6 +189,7 @@ class ReadLog:
 
     def _connect(self) -> sqlite3.Connection:
         try:
+            private(self.path)
             return open_wal(self.path, BUSY_TIMEOUT, self._set_up)
         except sqlite3.Error as exc:
             raise ReadLogError(f"cannot open read log {self.path}: {exc}") from exc
@@ -211,12 +225,14 @@ class ReadLog:
             if len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
 
-    def artifacts_for(self, scope: str) -> list[str]:
-        """Artifact ids read in *scope*, in the order they were first read."""
+    def artifacts_for(self, scope: str, before: float | None = None) -> list[str]:
+        """Artifact ids read in *scope* (first read before the unix time *before*, if
+        given), in the order they were first read."""
         try:
             rows = self._db().execute(
-                "SELECT artifact FROM reads WHERE scope = ? ORDER BY first, artifact",
-                (scope,)).fetchall()
+                "SELECT artifact FROM reads WHERE scope = ? AND first < ? "
+                "ORDER BY first, artifact",
+                (scope, float("inf") if before is None else before)).fetchall()
         except sqlite3.Error as exc:
             raise ReadLogError(f"cannot read read log {self.path}: {exc}") from exc
         return [r[0] for r in rows]

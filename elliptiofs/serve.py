@@ -45,6 +45,7 @@ async def serve(args: argparse.Namespace, settings: Settings, daemon: DaemonSett
     from .outbox import Outbox
     from .reader import Reader
     from .readlog import ReadLog, ReadLogError, keep_pruned
+    from .readsock import ReadsSocket
     from .scan import ScanAhead
     from .tree import Tree
     from .workers import Workers
@@ -90,6 +91,9 @@ async def serve(args: argparse.Namespace, settings: Settings, daemon: DaemonSett
         await nursery.start(outbox.run)
         # records of readers that are gone, but not those a staged entry still needs
         nursery.start_soon(keep_pruned, readlog, outbox.scopes_in_use)
+        # library saves ask what their scope read through this mount (readsock.py)
+        await nursery.start(ReadsSocket.for_daemon(readlog, args.scope, settings.store,
+                                                   mountpoint, "readlog" in daemon.source).run)
         log.info("mounted %s on %s (catalogue %s)", redact_url(settings.store), mountpoint,
                  redact_url(settings.catalogue))
         if (warning := indexer_warning(mountpoint)) is not None:
