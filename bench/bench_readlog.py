@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import string
 import sys
@@ -143,6 +144,7 @@ def main() -> None:
     finally:
         procs.close()
         lake.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n{args.rows:,}-row read log, local store, one run\n")
     print("| what | n | p50 | p95 |\n|---|---|---|---|")
     print("\n".join(rows))
