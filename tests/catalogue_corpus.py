@@ -193,8 +193,10 @@ def reference_find(q: Query, corpus: Sequence[Mapping[str, Any]]) -> list[str]:
                      for f in m["files"]]
             if not any(glob(p, n) for n in names):
                 return False
+        # the type is one of the tags: info.type as text beside the tags as saved
+        tags = [*m["tags"], *([] if t is None else [str(t)])]
         for p in q.tags:
-            if not any(glob(p, t) for t in m["tags"]):
+            if not any(glob(p, tag) for tag in tags):
                 return False
         flat = _flat(info)
         if any(pair not in flat for pair in q.info):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import random
 import secrets
@@ -240,6 +241,122 @@ def test_tag_globs(cat):
     assert find(cat, tags="x*y") == [c["id"]]
 
 
+def test_the_type_is_a_tag(cat):
+    """An artifact's type (info.type as text) is one of its tags for every tag condition,
+    exact or glob, alone or with a real tag; the metadata keeps the tags as saved."""
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    andy = make_metadata(ms=now_ms - 2 * DAY, user="andy", files=["train.txt", "test.txt"],
+                         info={"type": "dataset_list", "stratification": "new-cool-method"})
+    both = make_metadata(ms=now_ms - DAY, files=["model.pth"], tags=["dataset", "v1"],
+                         info={"type": "model"})
+    untyped = make_metadata(ms=now_ms - DAY + 1, tags=["raw"])
+    number = make_metadata(ms=now_ms - DAY + 2, info={"type": 5})
+    cat.upsert_many([andy, both, untyped, number])
+    # the seed's story: no tags at all, found by the tag glob
+    assert find(cat, user="andy", since="10d", files="*.txt",
+                tags="*dataset*") == [andy["id"]]
+    assert find(cat, "user=andy,since=10d,file=*.txt,tag=*dataset*") == [andy["id"]]
+    assert find(cat, tags="dataset_list") == [andy["id"]]
+    assert find(cat, tags="dataset_*") == [andy["id"]]
+    assert find(cat, tags="*dataset*") == ids([both, andy])  # a tag or the type
+    assert find(cat, tags="Dataset_list") == []  # case-sensitive, as tags are
+    assert find(cat, tags="model") == [both["id"]]
+    assert find(cat, tags="5") == [number["id"]]  # the type as text
+    assert find(cat, tags="[0-9]") == [number["id"]]
+    # several globs: each matches a tag or the type
+    assert find(cat, tags=["dataset", "model"]) == [both["id"]]
+    assert find(cat, tags=["model", "v1"]) == [both["id"]]
+    assert find(cat, tags=["dataset_list", "raw"]) == []
+    assert find(cat, tags=["dataset_list", "dataset_list"]) == [andy["id"]]
+    assert find(cat, tags="*", order="oldest") == ids([andy, both, untyped, number])
+    assert cat.count(Query.build(tags="*dataset*")) == 2
+    # the type is still the type, and not a file or an info key
+    assert find(cat, type="dataset") == [] and find(cat, files="dataset_list") == []
+    assert cat.get(andy["id"])["tags"] == [] and cat.get(both["id"])["tags"] == ["dataset", "v1"]
+    # a type changed by a later upsert is no tag any more
+    cat.upsert({**andy, "info": {"type": "notes"}})
+    assert find(cat, tags="dataset_list") == [] and find(cat, tags="notes") == [andy["id"]]
+
+
+def test_distinct_tags_list_the_types(cat):
+    """``distinct("tag")`` (the mount's by-tag/) is the union of tags and types, each
+    once, in order, paged across both."""
+    cat.upsert_many([
+        make_metadata(tags=["beta"], info={"type": "dataset_list"}),
+        make_metadata(tags=["model"], info={"type": "model"}),  # a type equal to a tag
+        make_metadata(info={"type": "alpha"}),
+        make_metadata(tags=["gamma", "beta"]),
+        make_metadata(info={"type": 7}),
+    ])
+    want = ["7", "alpha", "beta", "dataset_list", "gamma", "model"]
+    assert cat.distinct("tag") == want
+    assert cat.distinct("tag", limit=2) == want[:2]
+    assert cat.distinct("tag", after="alpha", limit=2) == ["beta", "dataset_list"]
+    assert cat.distinct("tag", after="dataset_list") == ["gamma", "model"]
+    assert cat.distinct("tag", prefix="dat") == ["dataset_list"]
+    assert cat.distinct("tag", prefix="m") == ["model"]
+    assert cat.distinct("type") == ["7", "alpha", "dataset_list", "model"]
+    assert cat.distinct("user") == ["andy"]  # five artifacts, one user
+    # paging through it (as the mount does) meets every value once
+    seen, after = [], None
+    while page := cat.distinct("tag", after=after, limit=1):
+        seen += page
+        after = page[-1]
+    assert seen == want
+
+
+def test_an_older_catalogue_answers_with_the_type_as_a_tag(tmp_path):
+    """Catalogues written before the type counted as a tag hold only the saved tags (the
+    SQLite ``tags`` table, the Mongo ``tags`` field) — as this version writes them too:
+    the type is matched where it is, so an old file answers the new way, unmigrated."""
+    import mongomock
+
+    from elliptio.catalogue.mongo import DOCUMENT_VERSION, MongoCatalogue
+    from elliptio.catalogue.sqlite import SCHEMA_VERSION, create_tables
+
+    assert SCHEMA_VERSION == 1 and DOCUMENT_VERSION == 1  # the formats did not change
+    md = make_metadata(files=["train.txt", "test.txt"],
+                       info={"type": "dataset_list", "stratification": "new-cool-method"})
+    tagged = make_metadata(tags=["dataset"], files=["notes.md"])
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        create_tables(db)  # rows written by hand, as version 1 wrote them
+        for m, t in ((md, "dataset_list"), (tagged, None)):
+            db.execute("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?)",
+                       (m["id"], m["user"], m["created"], t, m["prefix"], m["id"],
+                        json.dumps(m)))
+            db.executemany("INSERT INTO files VALUES (?,?,?,?,?,?)",
+                           [(m["id"], f["path"], f["path"], f["size"], f["sha256"],
+                             f["object"]) for f in m["files"]])
+            db.executemany("INSERT INTO tags VALUES (?,?)", [(m["id"], x) for x in m["tags"]])
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert [r[0] for r in db.execute("SELECT tag FROM tags")] == ["dataset"]
+    client = mongomock.MongoClient()
+    for m, t in ((md, "dataset_list"), (tagged, None)):
+        client["elliptio"]["artifacts"].insert_one({
+            "_id": m["id"], "v": 1, "user": m["user"], "created": m["created"], "type": t,
+            "prefix": m["prefix"], "tags": list(m["tags"]),
+            "file_names": [f["path"] for f in m["files"]],
+            "file_paths": [f["path"] for f in m["files"]], "files": m["files"],
+            "info_kv": [], "based_on": [], "text": m["id"], "metadata": m})
+    for old in (SQLiteCatalogue(f"sqlite:///{path}"),
+                MongoCatalogue("mongodb://mock/", client=client)):
+        try:
+            assert ids(old.find(Query.build(user="andy", since="10d", files="*.txt",
+                                            tags="*dataset*"))) == [md["id"]]
+            assert ids(old.find(Query.build(tags="*dataset*"))) == ids([tagged, md])
+            assert ids(old.find(Query.build(tags="dataset_list"))) == [md["id"]]
+            assert old.distinct("tag") == ["dataset", "dataset_list"]
+        finally:
+            old.close()
+    # and this version writes them the same way: the saved tags only
+    new = SQLiteCatalogue(f"sqlite:///{tmp_path}/new.sqlite")
+    new.upsert_many([md, tagged])
+    new.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "new.sqlite")) as db:
+        assert [r[0] for r in db.execute("SELECT tag FROM tags")] == ["dataset"]
+
+
 def test_type(cat, story):
     s = story
     assert find(cat, type="model") == [s["brenda"]["id"]]
@@ -416,9 +533,9 @@ def test_find_objects_ids_with_prefix_distinct(cat):
     assert cat.distinct("user", prefix="and") == ["andy", "andy2"]
     assert cat.distinct("user", after="andy") == ["andy2", "brenda"]
     assert cat.distinct("user", limit=1) == ["andy"]
-    assert cat.distinct("tag") == ["alpha", "beta", "zeta"]
+    assert cat.distinct("tag") == ["alpha", "beta", "model", "zeta"]  # c's type
     assert cat.distinct("tag", prefix="b") == ["beta"]
-    assert cat.distinct("tag", after="beta", limit=5) == ["zeta"]
+    assert cat.distinct("tag", after="beta", limit=5) == ["model", "zeta"]
     assert cat.distinct("type") == ["model"]
     assert cat.existing([a["id"], new_id()]) == {a["id"]}
     assert list(cat.all_ids()) == sorted(ids([a, b, c]))

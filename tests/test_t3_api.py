@@ -62,6 +62,21 @@ def test_save_story_layout_metadata_and_catalogue(work, lake_env):
     assert [x.id for x in eio.search(user="andy", since="10d", files="*.txt")] == [a.id]
 
 
+def test_the_seeds_search_finds_the_untagged_dataset_by_its_type(work):
+    """The seed's exact calls: Andy gives no tags, only ``type: dataset_list``; Brenda's
+    ``tags="*dataset*"`` finds it, because the type is one of the tags."""
+    a = eio.save(["train.txt", "test.txt"],
+                 info={"type": "dataset_list", "stratification": "new-cool-method"})
+    eio.save(["train.txt"], info={"type": "model"})  # andy's too, *.txt, no dataset
+    found = eio.search(user="andy", since="10d", files="*.txt", tags="*dataset*")
+    assert [x.id for x in found] == [a.id]
+    assert found[0].info["stratification"] == "new-cool-method"
+    assert found[0].tags == [] and a.tags == []  # the tags as saved
+    text = eio.search("user=andy,since=10d,file=*.txt,tag=*dataset*")
+    assert [x.id for x in text] == [a.id]
+    assert [x.id for x in eio.search(tags="dataset_list")] == [a.id]
+
+
 def test_directories_are_saved_recursively_keeping_relative_paths(work):
     (work / "run42/sub").mkdir(parents=True)
     (work / "run42/sub/x.bin").write_bytes(b"\0" * 10)

@@ -81,6 +81,30 @@ def test_save_search_show_get_lineage_log(work, tmp_path):
     assert "PyYAML==" in eio("log", a["id"], "pip_freeze").stdout
 
 
+SEED_SAVE = ('import elliptio as eio; a = eio.save(["train.txt", "test.txt"], '
+             'info={"type": "dataset_list", "stratification": "new-cool-method"}); '
+             'print(a.id)')
+
+
+def test_eio_search_finds_the_seeds_untagged_dataset_by_its_type(work):
+    """Andy saves as the seed does (no tags); ``eio search`` for ``tag=*dataset*`` finds
+    it, in the query language and with the options, and shows the type."""
+    aid = subprocess.run([sys.executable, "-c", SEED_SAVE], cwd=work, text=True, check=True,
+                         capture_output=True, env=os.environ.copy(), timeout=60).stdout.strip()
+    other = json.loads(eio("save", "train.txt", "-t", "model", "--json", cwd=work).stdout)
+    assert other["id"] != aid
+    res = eio("search", "user=andy,since=10d,file=*.txt,tag=*dataset*", "--json")
+    (row,) = json.loads(res.stdout)
+    assert row["id"] == aid and row["tags"] == [] and row["type"] == "dataset_list"
+    opts = eio("search", "--user", "andy", "--since", "10d", "--file", "*.txt",
+               "--tag", "*dataset*", "--json")
+    assert [x["id"] for x in json.loads(opts.stdout)] == [aid]
+    table = eio("search", "--tag", "dataset_list").stdout
+    assert aid in table and "stratification=new-cool-method" in table
+    assert other["id"] not in table
+    assert eio("search", "--count", "--tag", "*dataset*").stdout.strip() == "1"
+
+
 def test_reindex_fsck_init(work, lake_env, tmp_path):
     a = json.loads(eio("save", "train.txt", "--json", cwd=work).stdout)
     cat = Path(lake_env["ELLIPTIO_CATALOGUE"].removeprefix("sqlite:///"))

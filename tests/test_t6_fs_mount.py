@@ -233,6 +233,30 @@ def test_scanning_small_files_reads_the_right_bytes(store_env, lake_mount, tmp_p
         m.unmount()
 
 
+def test_the_seeds_untagged_dataset_is_under_its_type(store_env, lake_mount, tmp_path,
+                                                      monkeypatch):
+    """The seed's exact save (no tags): ``by-tag/`` lists the type, ``by-tag/dataset_list/``
+    and Brenda's ``search/<query>/`` list the artifact, a neighbour stays out."""
+    import elliptio as eio
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.txt").write_text("a,b\n1,2\n")
+    (tmp_path / "test.txt").write_text("a,b\n3,4\n")
+    a = eio.save(["train.txt", "test.txt"],
+                 info={"type": "dataset_list", "stratification": "new-cool-method"})
+    other = eio.save(["train.txt"], info={"type": "model"}, tags=["v1"])
+    eio.api.close_default_lake()
+    m = lake_mount()
+    assert sorted(os.listdir(m.path / "by-tag")) == ["dataset_list", "model", "v1"]
+    assert os.listdir(m.path / "by-tag/dataset_list") == [a.id]
+    assert os.readlink(m.path / "by-tag/dataset_list" / a.id) == f"../../artifacts/{a.id}"
+    assert os.listdir(m.path / "search/user=andy,since=10d,file=*.txt,tag=*dataset*") == [a.id]
+    assert sorted(os.listdir(m.path / "search/tag=*")) == sorted([a.id, other.id])
+    assert os.listdir(m.path / "by-tag/model") == [other.id]
+    got = run("cat", str(m.path / "by-tag/dataset_list" / a.id / "train.txt")).stdout
+    assert got == "a,b\n1,2\n"
+
+
 def _cat_scans(m, ids: list[str], expected: dict[str, bytes]) -> None:
     glob = subprocess.run(f"cat {m.path}/artifacts/*/m.json", shell=True,
                           capture_output=True, check=True).stdout

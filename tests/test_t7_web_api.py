@@ -117,6 +117,40 @@ def test_api_search_returns_rows_with_telling_fields(web_story: Story, http: htt
     assert ["stratification", "new-cool-method"] in row["info"]
 
 
+def test_the_seeds_untagged_dataset_is_found_by_its_type_and_shown_with_it(
+        lake: Lake, tmp_path: Path, serve, monkeypatch):
+    """The seed's exact save (no tags) and Brenda's search, in the box, in the fields and
+    as JSON; the type is shown among the tags, told apart from the saved ones."""
+    import elliptio as eio
+
+    work = tmp_path / "seed"
+    work.mkdir()
+    (work / "train.txt").write_text("a,b\n1,2\n")
+    (work / "test.txt").write_text("a,b\n3,4\n")
+    monkeypatch.chdir(work)
+    a = eio.save(["train.txt", "test.txt"],
+                 info={"type": "dataset_list", "stratification": "new-cool-method"})
+    model = save_as(lake, "andy", {"m.txt": b"m"}, work, tags=["v1"], based_on=[],
+                    info={"type": "model"})
+    server = serve(lake)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        body = http.get("/api/search", params={"q": STORY_QUERY}).json()
+        assert body["total"] == 1
+        (row,) = body["items"]
+        assert row["id"] == a.id and row["type"] == "dataset_list"
+        assert row["tags"] == [] and row["query_tags"] == ["dataset_list"]
+        fields = http.get("/api/search", params=[("user", "andy"), ("days", "10"),
+                                                 ("file", "*.txt"), ("tag", "*dataset*")])
+        assert [r["id"] for r in fields.json()["items"]] == [a.id]
+        page = http.get("/", params={"q": STORY_QUERY}).text
+        assert row_ids(page) == [a.id]
+        assert ('<span class="tag type-tag" title="its type, which counts as a tag">'
+                'dataset_list</span>') in page
+        both = http.get("/api/search", params={"q": "tag=v1"}).json()["items"]
+        assert [r["id"] for r in both] == [model.id]
+        assert both[0]["tags"] == ["v1"] and both[0]["query_tags"] == ["v1", "model"]
+
+
 @pytest.mark.parametrize("params, expect", [
     ({"info": "stratification=new-cool-method"}, ["andy"]),
     ({"info": "epochs=10"}, ["brenda"]),

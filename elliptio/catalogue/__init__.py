@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..redact import redact_url
-from .base import Catalogue, Conflict, IndexFields, Page, index_fields
+from .base import Catalogue, Conflict, IndexFields, Page, index_fields, query_tags
 
-__all__ = ["Catalogue", "Conflict", "IndexFields", "Page", "index_fields", "open_catalogue"]
+__all__ = ["Catalogue", "Conflict", "IndexFields", "Page", "index_fields", "open_catalogue",
+           "query_tags"]
 
 
 def open_catalogue(url: str, **options: object) -> Catalogue:

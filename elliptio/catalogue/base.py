@@ -71,6 +71,19 @@ def index_fields(md: Mapping[str, Any]) -> IndexFields:
     )
 
 
+def query_tags(md: Mapping[str, Any]) -> list[str]:
+    """The tags a tag query matches: the tags as saved, then the type (``info.type`` as
+    text) unless it is one of them already — the type is one of the tags
+    (:mod:`elliptio.query`). What pages show as an artifact's tags; the catalogues match
+    the same without calling this (the type has its own column, see the compilers)."""
+    tags = [str(t) for t in md.get("tags") or []]
+    info = md.get("info")
+    t = info.get("type") if isinstance(info, Mapping) else None
+    if t is not None and str(t) not in tags:
+        tags.append(str(t))
+    return tags
+
+
 def _info_texts(info: Any) -> Iterator[str]:
     if isinstance(info, Mapping):
         for v in info.values():

@@ -12,7 +12,8 @@ One document per artifact — the shape (see :func:`document`)::
     created    str        ISO-8601 UTC creation time, for display (time filters use _id)
     type       str|null   info.type as text, the most common filter
     prefix     str        store key prefix YYYY/MM/DD/<user>/<id>
-    tags       [str]      distinct tags, in order
+    tags       [str]      distinct tags, in order, as saved (queries and distinct("tag")
+                          look at ``type`` beside them: the type is one of the tags)
     file_names [str]      last path component of every file (file globs without '/')
     file_paths [str]      relative path of every file (file globs with '/')
     files      [{path, size, sha256, object}]   as in metadata.yaml (dedup lookups)
@@ -330,7 +331,6 @@ class MongoCatalogue(Catalogue):
 
     def distinct(self, field: str, prefix: str | None = None, limit: int = 1000,
                  after: str | None = None) -> list[str]:
-        name = {"user": "user", "tag": "tags", "type": "type"}[field]
         if limit <= 0:
             return []
         cond: dict[str, Any] = {"$ne": None}
@@ -339,12 +339,21 @@ class MongoCatalogue(Catalogue):
         if prefix:
             cond["$gte"] = prefix
             cond["$lt"] = prefix + "\uffff"
-        pipeline: list[dict[str, Any]] = [{"$match": {name: cond}}]
-        if name == "tags":
-            pipeline += [{"$unwind": "$tags"}, {"$match": {"tags": cond}}]
-        pipeline += [{"$group": {"_id": "$" + name}}, {"$sort": {"_id": 1}},
-                     {"$limit": limit}]
-        return self._call("query", lambda: [d["_id"] for d in self._coll.aggregate(pipeline)])
+
+        def values(name: str) -> list[str]:
+            pipeline: list[dict[str, Any]] = [{"$match": {name: cond}}]
+            if name == "tags":
+                pipeline += [{"$unwind": "$tags"}, {"$match": {"tags": cond}}]
+            pipeline += [{"$group": {"_id": "$" + name}}, {"$sort": {"_id": 1}},
+                         {"$limit": limit}]
+            return self._call("query", lambda: [
+                d["_id"] for d in self._coll.aggregate(pipeline)])
+
+        if field != "tag":
+            return values({"user": "user", "type": "type"}[field])
+        # the type is one of the tags (elliptio.query): the first *limit* values of the
+        # union lie among the first *limit* of each side
+        return sorted(set(values("tags")) | set(values("type")))[:limit]
 
     def check(self) -> str:
         self._call("ping", lambda: self._client.admin.command("ping"))

@@ -60,7 +60,7 @@ def create_tables(db: sqlite3.Connection) -> None:
 
         CREATE TABLE IF NOT EXISTS tags (
             artifact TEXT NOT NULL,     -- artifacts.id
-            tag      TEXT NOT NULL,     -- one tag
+            tag      TEXT NOT NULL,     -- one tag as saved (queries match artifacts.type too)
             PRIMARY KEY (artifact, tag)
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS tags_tag ON tags(tag, artifact);
@@ -285,18 +285,22 @@ class SQLiteCatalogue(Catalogue):
 
     def distinct(self, field: str, prefix: str | None = None, limit: int = 1000,
                  after: str | None = None) -> list[str]:
-        table, col = {"user": ("artifacts", "user"), "tag": ("tags", "tag"),
-                      "type": ("artifacts", "type")}[field]
-        where, params = [f"{col} IS NOT NULL"], []
-        if after is not None:
-            where.append(f"{col} > ?")
-            params.append(after)
-        if prefix:
-            where.append(f"{col} >= ? AND {col} < ?")
-            params += [prefix, prefix + "\uffff"]
-        rows = self._rows(
-            f"SELECT DISTINCT {col} FROM {table} WHERE {' AND '.join(where)} "
-            f"ORDER BY {col} LIMIT ?", params + [limit])
+        # the type is one of the tags (elliptio.query): "tag" is the union of both
+        # columns; a compound SELECT with ORDER BY merges the two index walks, so a
+        # page stops after *limit* values
+        sources = {"user": [("artifacts", "user")], "type": [("artifacts", "type")],
+                   "tag": [("tags", "tag"), ("artifacts", "type")]}[field]
+        selects, params = [], []
+        for table, col in sources:
+            where = [f"{col} IS NOT NULL"]
+            if after is not None:
+                where.append(f"{col} > ?")
+                params.append(after)
+            if prefix:
+                where.append(f"{col} >= ? AND {col} < ?")
+                params += [prefix, prefix + "\uffff"]
+            selects.append(f"SELECT DISTINCT {col} FROM {table} WHERE {' AND '.join(where)}")
+        rows = self._rows(" UNION ".join(selects) + " ORDER BY 1 LIMIT ?", params + [limit])
         return [r[0] for r in rows]
 
     def check(self) -> str:

@@ -7,6 +7,12 @@ times and ``info`` values :mod:`.values`. Semantics, fixed for every backend:
 
 - Conditions combine with AND. ``files`` and ``tags`` hold several globs: each must match
   at least one file / tag of the artifact.
+- The type is a tag: an artifact's tags, for every tag condition (and the mount's
+  ``by-tag/``, :meth:`Catalogue.distinct` of ``"tag"``), are the tags it was saved with
+  and its ``type`` (``info.type`` as text). ``tag=*dataset*`` finds an artifact saved
+  with ``info={"type": "dataset_list"}`` and no tags. The metadata and ``Artifact.tags``
+  keep the tags as saved; catalogues index them as saved too (the compilers look at the
+  type beside them), so a catalogue written by an older version answers alike.
 - Globs are shell-like and case-sensitive: ``*`` any run of characters, ``?`` one
   character, ``[abc]``/``[a-z]``/``[^abc]`` classes (SQLite ``GLOB`` semantics); anchored
   at both ends. A file glob without ``/`` matches file *base names* (``*.txt`` finds

@@ -55,12 +55,17 @@ def compile_sql(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
         column = "f.path" if "/" in pattern else "f.name"
         cond = match(column, pattern)
         where.append(f"EXISTS (SELECT 1 FROM files f WHERE f.artifact = a.id AND {cond})")
+    # the type is one of the tags (elliptio.query): the tags table holds the tags as
+    # saved, so each tag condition also looks at the type column (catalogues written by
+    # any version answer alike, nothing to migrate)
     for pattern in q.tags:
         if is_glob(pattern):
-            where.append("EXISTS (SELECT 1 FROM tags t WHERE t.artifact = a.id AND t.tag GLOB ?)")
+            where.append("(a.type GLOB ? OR EXISTS (SELECT 1 FROM tags t"
+                         " WHERE t.artifact = a.id AND t.tag GLOB ?))")
         else:
-            where.append("a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = ?)")
-        params.append(pattern)
+            where.append("a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = ?"
+                         " UNION ALL SELECT x.id FROM artifacts x WHERE x.type = ?)")
+        params.extend([pattern, pattern])
     for key, value in q.info:
         where.append("a.id IN (SELECT i.artifact FROM info i WHERE i.key = ? AND i.value = ?)")
         params.extend([key, value])
@@ -159,8 +164,8 @@ def compile_mongo(q: Query, neighbours: Neighbours | None = None
         conds.append({"type": mongo_glob(q.type)})
     for pattern in q.files:
         conds.append({("file_paths" if "/" in pattern else "file_names"): mongo_glob(pattern)})
-    for pattern in q.tags:
-        conds.append({"tags": mongo_glob(pattern)})
+    for pattern in q.tags:  # the type is one of the tags, as in compile_sql
+        conds.append({"$or": [{"tags": mongo_glob(pattern)}, {"type": mongo_glob(pattern)}]})
     for key, value in q.info:
         conds.append({"info_kv": {"$elemMatch": {"k": key, "v": value}}})
 

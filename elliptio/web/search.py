@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..catalogue import query_tags
 from ..errors import NotFound, QueryError, UsageError
 from ..ids import ID_RE
 from ..lake import Lake
@@ -205,7 +206,9 @@ def summary(md: Mapping[str, Any], asked: Sequence[str] = ()) -> dict[str, Any]:
         "user": md.get("user"),
         "created": md.get("created"),
         "type": None if t is None else str(t),
-        "tags": [str(x) for x in md.get("tags") or []],
+        "tags": [str(x) for x in md.get("tags") or []],  # as saved
+        # what a tag query matches: the tags and the type (the type is a tag)
+        "query_tags": query_tags(md),
         "files": files[:ROW_FILES],
         "file_count": len(files),
         "info": telling_info(info, asked) if isinstance(info, Mapping) else [],
