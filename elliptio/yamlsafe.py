@@ -12,8 +12,8 @@ object is built:
 
 The expanded size is computed on the composed node graph (each node's size once,
 memoised), so the check is linear in the document's bytes whatever the aliases promise;
-a document without an ``&`` has no anchor, hence no alias, and is not walked (nesting
-too deep for the constructor is then its RecursionError, an ``IntegrityError`` too).
+a document without an ``&`` has no anchor, hence no alias, and only its collections are
+visited, for the depth.
 ElliptIO itself never writes aliases (:func:`elliptio.artifact.dump_metadata` turns them
 off), so the bounds refuse nothing it saved.
 """
@@ -83,6 +83,22 @@ def _expanded_size(root: yaml.Node, max_nodes: int, max_aliases: int, where: str
     return sizes[id(root)]
 
 
+def _check_depth(root: yaml.Node, where: str) -> None:
+    """Nesting at most :data:`MAX_DEPTH` deep, for a document without aliases (only its
+    collections are visited: the cheap check)."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise YAMLBoundError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((c, depth + 1) for kv in node.value for c in kv
+                         if not isinstance(c, yaml.ScalarNode))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((c, depth + 1) for c in node.value
+                         if not isinstance(c, yaml.ScalarNode))
+
+
 def load_bounded(data: bytes | str, where: str, *, max_bytes: int,
                  max_nodes: int | None = None, max_aliases: int = MAX_ALIASES) -> Any:
     """Parse one YAML document of safe types within the bounds (module docstring).
@@ -99,9 +115,11 @@ def load_bounded(data: bytes | str, where: str, *, max_bytes: int,
         node = loader.get_single_node()
         if node is None:
             return None
-        if b"&" in raw:  # without an anchor there is no alias: nothing can expand
+        if b"&" in raw:
             _expanded_size(node, max_nodes if max_nodes is not None else max(len(raw), 1000),
                            max_aliases, where)
+        else:  # without an anchor there is no alias: nothing can expand
+            _check_depth(node, where)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise IntegrityError(f"{where}: not valid YAML ({exc})") from None

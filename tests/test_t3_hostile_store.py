@@ -412,3 +412,13 @@ def test_a_row_whose_user_is_not_one_segment_is_refused_by_readers(lake):
     lake.catalogue.upsert_many([md])
     with pytest.raises(IntegrityError, match="one path segment"):
         lake.load(md["id"]).files["a.txt"].read_bytes()
+
+
+def test_nesting_is_bounded_with_and_without_anchors(lake):
+    md = make_metadata(user="mallory")
+    key = f"{md['prefix']}/.eio/metadata.yaml"
+    deep = b"[" * 100 + b"]" * 100
+    for info in (b"info: {x: " + deep + b"}", b"info: {x: &a 1, y: " + deep + b"}"):
+        raw = dump_metadata(md).replace(b"info: {}", info)
+        with pytest.raises(trust.Quarantined, match="deeper than"):
+            trust.accept_metadata(raw, key)
