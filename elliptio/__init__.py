@@ -26,6 +26,7 @@ library's own: such programs reach them through these names only.
     elliptio.store       the Store interface and open_store
     elliptio.text        strings from the lake shown on a terminal (visible, json_visible)
     elliptio.trust       what is accepted of metadata read back (accept_metadata)
+    elliptio.urlfs       eio:// URLs for fsspec, pandas, pyarrow, DuckDB, polars
     elliptio.validate    the checks of info, tags and based_on ids
     elliptio.verified    a file object checked against its sha256 (verified_open)
     elliptio.yamlsafe    the one parser of YAML others wrote (load_bounded)
