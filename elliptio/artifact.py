@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 import yaml
 
 from . import layout
+from .artifactdiff import Comparisons
 from .errors import IntegrityError, NotFound, UsageError
 from .verified import verified_open
 
@@ -271,7 +272,7 @@ class Logs:
         return f"<Logs {list(self._items)}>"
 
 
-class Artifact:
+class Artifact(Comparisons):
     """A committed, immutable artifact. ``metadata`` is the content of metadata.yaml."""
 
     def __init__(self, metadata: dict[str, Any], lake: ArtifactSource) -> None:

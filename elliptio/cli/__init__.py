@@ -17,6 +17,7 @@ import click
 from ..errors import ElliptioError
 from ..text import visible
 from .artifacts import get_cmd, lineage, log_cmd, save, search, show
+from .compare import diff, env
 from .group import cli
 from .upkeep import config, fsck, init, reindex, web
 
@@ -26,7 +27,7 @@ for _command in (save, search, show, get_cmd):
 cli.add_command(get_cmd, name="download")
 cli.add_command(log_cmd)
 cli.add_command(log_cmd, name="log")
-for _command in (lineage, reindex, fsck, init, web, config):
+for _command in (lineage, reindex, fsck, init, web, config, env, diff):
     cli.add_command(_command)
 
 
