@@ -19,6 +19,7 @@ from ..text import visible
 from .artifacts import get_cmd, lineage, log_cmd, save, search, show
 from .compare import diff, env
 from .group import cli
+from .reproduce import reproduce
 from .upkeep import config, fsck, init, reindex, web
 
 # registered in the order the single module defined them (click lists them sorted)
@@ -29,6 +30,7 @@ cli.add_command(log_cmd)
 cli.add_command(log_cmd, name="log")
 for _command in (lineage, reindex, fsck, init, web, config, env, diff):
     cli.add_command(_command)
+cli.add_command(reproduce)
 
 
 def main(argv: list[str] | None = None) -> None:
