@@ -6,6 +6,7 @@
 - eio.search over 100,000 artifacts in SQLite (user + time range + file glob + tag glob):
   p50 / p95
 - catalogue bytes per artifact
+- provenance capture per save: 300 more packages, a 10 MB git diff
 
 Usage: python bench/bench_core.py [--quick] [--dir DIR]
 """
@@ -173,6 +174,66 @@ def bench_reproduce_dry_run(root: Path) -> tuple[str, str]:
             f"{statistics.median(times) * 1000:,.0f} ms median of 5 (a whole CLI process)")
 
 
+def bench_capture(root: Path) -> tuple[str, str]:
+    """Provenance capture of one save (elliptio.provenance.capture: pip freeze of 300
+    more distributions, git state with a 10 MB diff of tracked files, the rest), the pip
+    freeze cache emptied before each so every save pays for it; median of 5. Every line
+    of both files changes, git diff's worst case: its own time is shown beside."""
+    from elliptio import environment, provenance
+
+    site = root / "capture-site"
+    for i in range(300):
+        info = site / f"pkg{i:03d}-1.{i}.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: pkg{i:03d}\n"
+                                       f"Version: 1.{i}.0\n")
+        if i % 10 == 0:  # one in ten from git, as a team's own packages are
+            (info / "direct_url.json").write_text(
+                '{"url": "https://git.example.com/t/p.git", "vcs_info": {"vcs": "git", '
+                '"commit_id": "0123456789abcdef0123456789abcdef01234567"}}')
+    repo = root / "capture-repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.org"]
+    rnd = random.Random(7)
+    (repo / "data.csv").write_text("".join(f"{i},{rnd.random():.6f},{rnd.random():.6f}\n"
+                                           for i in range(200_000)))
+    (repo / "train.py").write_text("".join(f"def step_{i}(x):\n    return x + {i}\n"
+                                           for i in range(20_000)))
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "b"], cwd=repo, check=True)
+    (repo / "data.csv").write_text("".join(f"{i},{rnd.random():.6f},{rnd.random():.6f}\n"
+                                           for i in range(200_000)))
+    (repo / "train.py").write_text("".join(f"def step_{i}(x, lr=0.1):\n    return x * {i}\n"
+                                           for i in range(20_000)))
+    git_times = []
+    for _ in range(3):  # git's own share: the whole diff of a file with every line changed
+        t = time.perf_counter()
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=repo, check=True,
+                              capture_output=True).stdout
+        git_times.append(time.perf_counter() - t)
+    diff_mb = len(diff) / 1e6
+    here = os.getcwd()
+    sys.path.insert(0, str(site))
+    os.chdir(repo)
+    try:
+        times = []
+        for _ in range(5):
+            environment._pip_cache = None
+            t = time.perf_counter()
+            summary, logs = provenance.capture("bench", "bench")
+            times.append(time.perf_counter() - t)
+    finally:
+        os.chdir(here)
+        sys.path.remove(str(site))
+        environment._pip_cache = None
+    packages = summary["pip_freeze"]["packages"]
+    ms = statistics.median(times) * 1000
+    return (f"provenance capture per save ({packages} packages, {diff_mb:.0f} MB diff)",
+            f"{ms:,.0f} ms median of 5 (target < 200 ms); git diff alone "
+            f"{statistics.median(git_times) * 1000:,.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -184,6 +245,7 @@ def main() -> None:
         rows = [bench_small_files(root, n_small)]
         rows += bench_big_file(root, big_mib)
         rows += bench_search(root, n_search)
+        rows.append(bench_capture(root))
         rows.append(bench_reproduce_dry_run(root))
     finally:
         for p in root.rglob("*"):

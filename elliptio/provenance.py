@@ -5,22 +5,24 @@ command line, environment (by allow-list), with secrets redacted.
 reason. Every captured text passes through :func:`elliptio.redact.redact` (re-exported
 here with :func:`~elliptio.redact.redact_argv`) before it is stored: argv, environment
 values, every git summary field, the diff, the untracked names and pip freeze.
+What pip freeze and conda record is :mod:`elliptio.environment`'s; the git diff is
+``git diff HEAD``, staged and unstaged changes of tracked files together.
 """
 
 from __future__ import annotations
 
 import getpass
-import importlib.metadata
 import os
 import platform
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .environment import conda_env, pip_freeze
 from .redact import redact, redact_argv
 
 #: bound of each git text log (diff, untracked list); longer ones are cut with a marker
@@ -48,53 +50,61 @@ def capture_env() -> dict[str, str]:
     }
 
 
-_pip_cache: tuple[float, str] | None = None
-
-
-def pip_freeze() -> str:
-    """``name==version`` of every distribution importable by this interpreter, sorted.
-
-    Read with importlib.metadata (milliseconds) rather than a ``pip freeze`` subprocess
-    (about a second); cached for 60 s within a process.
-    """
-    global _pip_cache
-    if _pip_cache and time.monotonic() - _pip_cache[0] < 60:
-        return _pip_cache[1]
-    seen: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        try:
-            name = dist.metadata["Name"]
-        except Exception:
-            continue
-        if not name or name.lower() in seen:
-            continue
-        line = f"{name}=={dist.version}"
-        try:
-            direct = dist.read_text("direct_url.json")
-        except Exception:
-            direct = None
-        if direct and '"editable": true' in direct.replace(" ", "").replace(":true", ": true"):
-            line += "  # editable"
-        seen[name.lower()] = line
-    text = redact("\n".join(sorted(seen.values(), key=str.lower)) + "\n")
-    _pip_cache = (time.monotonic(), text)
-    return text
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 
 def _git(args: list[str], cwd: str) -> str:
-    res = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT, check=True,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"},
-    )
+    res = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT,
+                         check=True, env={**os.environ, **_GIT_ENV})
     return res.stdout.decode("utf-8", "replace")
 
 
-def _bounded(text: str) -> tuple[str, bool]:
+def _git_head(args: list[str], cwd: str) -> tuple[str, bool]:
+    """(output, whether there was more): git's output read only up to the end of the
+    line where :data:`GIT_LOG_LIMIT` falls, then git is stopped. What is cut is never
+    stored, and reading 10 MB of diff through a pipe costs more than the rest of a save's
+    capture."""
+    proc = subprocess.Popen(["git", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env={**os.environ, **_GIT_ENV})
+    timer = threading.Timer(GIT_TIMEOUT, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        chunks: list[bytes] = []
+        size, more = 0, False
+        while chunk := proc.stdout.read1(1 << 16):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > GIT_LOG_LIMIT and b"\n" in b"".join(chunks)[GIT_LOG_LIMIT:]:
+                more = True
+                proc.kill()
+                break
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if code != 0 and not more:
+        raise subprocess.CalledProcessError(code, ["git", *args])
+    return b"".join(chunks).decode("utf-8", "replace"), more
+
+
+def _bounded(text: str, more: bool = False) -> tuple[str, bool]:
+    """*text* redacted and cut at :data:`GIT_LOG_LIMIT` bytes with the marker (*more*:
+    *text* is already the head of a longer output).
+
+    Only the part kept is redacted (a 10 MB diff would cost seconds): the text up to the
+    end of the line where the limit falls. Every rule of :func:`redact` but the key
+    block works within a line, so the kept lines are redacted as in the whole text; a
+    key block cut there loses its END and is hidden as a block without one."""
     data = text.encode()
-    if len(data) <= GIT_LOG_LIMIT:
-        return text, False
-    cut = data[:GIT_LOG_LIMIT].decode("utf-8", "ignore")
-    return cut + CUT_MARKER.format(limit=GIT_LOG_LIMIT, total=len(data)), True
+    if len(data) <= GIT_LOG_LIMIT and not more:
+        return redact(text), False
+    eol = data.find(b"\n", GIT_LOG_LIMIT)
+    window = redact(data[: len(data) if eol < 0 else eol + 1].decode("utf-8", "ignore"))
+    cut = window.encode()[:GIT_LOG_LIMIT].decode("utf-8", "ignore")
+    total = f"more than {len(data)}" if more else len(data)
+    return cut + CUT_MARKER.format(limit=GIT_LOG_LIMIT, total=total), True
 
 
 def capture_git(start: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -121,14 +131,15 @@ def capture_git(start: str) -> tuple[dict[str, Any], dict[str, str]]:
         summary["dirty"] = bool(status.strip())
     except Exception:
         summary["dirty"] = None
-    try:
-        diff = _git(["diff", "HEAD", "--no-color", "--no-ext-diff"], root)
+    more = False
+    try:  # HEAD against the working tree: staged and unstaged changes together
+        diff, more = _git_head(["diff", "HEAD", "--no-color", "--no-ext-diff"], root)
     except Exception:
         try:  # a repository without commits yet
-            diff = _git(["diff", "--cached", "--no-color", "--no-ext-diff"], root)
+            diff, more = _git_head(["diff", "--cached", "--no-color", "--no-ext-diff"], root)
         except Exception as exc:
             diff = f"[elliptio: git diff failed: {exc}]\n"
-    diff, cut = _bounded(redact(diff))
+    diff, cut = _bounded(diff, more)
     summary["diff_cut"] = cut
     if diff:
         logs["git_diff"] = diff
@@ -137,7 +148,7 @@ def capture_git(start: str) -> tuple[dict[str, Any], dict[str, str]]:
     except Exception:
         untracked = ""
     summary["untracked_files"] = len(untracked.splitlines())
-    untracked, cut = _bounded(redact(untracked))
+    untracked, cut = _bounded(untracked)
     summary["untracked_cut"] = cut
     if untracked:
         logs["git_untracked"] = untracked
@@ -183,6 +194,10 @@ def capture(user: str, version: str, *, writer: Mapping[str, Any] | None = None
         summary["pip_freeze"] = {"present": True, "packages": logs["pip_freeze"].count("\n")}
     except Exception as exc:
         summary["pip_freeze"] = {"present": False, "reason": redact(str(exc))}
+    try:
+        summary["conda"] = conda_env()
+    except Exception as exc:
+        summary["conda"] = {"present": False, "reason": redact(str(exc))}
     try:
         cwd = os.getcwd()
     except OSError:

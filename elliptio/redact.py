@@ -278,19 +278,32 @@ _LINE_HINTS = ("pass", "pwd", "pw", "secret", "token", "key", "cred", "auth", "s
                "curl", "http")
 
 
+#: finds the lines worth the line rules in one pass over the lower-cased text
+_HINT = re.compile("|".join(re.escape(h) for h in _LINE_HINTS))
+
+
 def redact(text: str) -> str:
     """*text* with the secret part of every credential replaced by ``***`` (labels kept).
     Idempotent: redacting twice gives what redacting once gave."""
     for pattern, replace in _TEXT_RULES:
         if pattern.search(text):
             text = pattern.sub(replace, text)
+    low = text.lower()  # lower() keeps every "\n", so its lines are text's lines
+    hinted: list[int] = []  # line numbers holding a hint, ascending
+    line_no, counted = 0, 0
+    for m in _HINT.finditer(low):
+        line_no += low.count("\n", counted, m.start())
+        counted = m.start()
+        if not hinted or hinted[-1] != line_no:
+            hinted.append(line_no)
+    if not hinted:
+        return text
     lines = text.split("\n")
-    for i, line in enumerate(lines):
-        low = line.lower()
-        if any(h in low for h in _LINE_HINTS):
-            for pattern, replace in _LINE_RULES:
-                line = pattern.sub(replace, line)
-            lines[i] = line
+    for i in hinted:
+        line = lines[i]
+        for pattern, replace in _LINE_RULES:
+            line = pattern.sub(replace, line)
+        lines[i] = line
     return "\n".join(lines)
 
 

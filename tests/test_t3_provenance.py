@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import elliptio as eio
-from elliptio import provenance
+from elliptio import environment, provenance
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -134,3 +134,88 @@ def test_argv_redaction():
 ])
 def test_redact_text(text, secret):
     assert secret not in provenance.redact(text)
+
+
+def fake_dist(site: Path, name: str, version: str, direct: dict | None) -> None:
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    if direct is not None:
+        import json
+        (info / "direct_url.json").write_text(json.dumps(direct))
+
+
+def test_pip_freeze_keeps_what_reinstalling_needs(tmp_path, lake_env, monkeypatch):
+    """Distributions installed from a VCS, a local directory or an archive (their
+    direct_url.json, PEP 610) are captured as the direct references pip installs."""
+    site = tmp_path / "site"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    fake_dist(site, "from-git", "1.2.0", {
+        "url": "https://andy:ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/t/g.git",
+        "vcs_info": {"vcs": "git", "commit_id": commit, "requested_revision": "main"}})
+    fake_dist(site, "git-sub", "0.1", {"url": "https://gitlab.example.com/t/mono.git",
+                                       "subdirectory": "pkgs/sub",
+                                       "vcs_info": {"vcs": "git", "commit_id": commit}})
+    fake_dist(site, "git-edit", "0.2", {"url": "https://github.com/t/e.git",
+                                        "vcs_info": {"vcs": "git", "commit_id": commit},
+                                        "dir_info": {"editable": True}})
+    fake_dist(site, "local-dir", "0.3", {"url": "file:///home/andy/src/local-dir",
+                                         "dir_info": {}})
+    fake_dist(site, "local-edit", "0.4", {"url": "file:///home/andy/src/local-edit",
+                                          "dir_info": {"editable": True}})
+    fake_dist(site, "a-wheel", "0.5", {"url": "file:///tmp/w/a_wheel-0.5-py3-none-any.whl",
+                                       "archive_info": {"hashes": {"sha256": "ab" * 32}}})
+    fake_dist(site, "broken-direct", "0.6", None)
+    (site / "broken_direct-0.6.dist-info" / "direct_url.json").write_text("{not json")
+    fake_dist(site, "from-index", "2.0.1", None)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(environment, "_pip_cache", None)
+    monkeypatch.chdir(tmp_path)
+    Path("x.txt").write_text("x")
+    a = eio.save(["x.txt"])
+    lines = set(a.logs.pip_freeze.read_text().splitlines())
+    assert f"from-git @ git+https://***@github.com/t/g.git@{commit}  # from-git==1.2.0" in lines
+    assert (f"git-sub @ git+https://gitlab.example.com/t/mono.git@{commit}"
+            "#subdirectory=pkgs/sub  # git-sub==0.1") in lines
+    assert (f"-e git+https://github.com/t/e.git@{commit}#egg=git_edit"
+            "  # editable git-edit==0.2") in lines
+    assert "local-dir @ file:///home/andy/src/local-dir  # local-dir==0.3" in lines
+    assert "-e file:///home/andy/src/local-edit  # editable local-edit==0.4" in lines
+    assert ("a-wheel @ file:///tmp/w/a_wheel-0.5-py3-none-any.whl  # a-wheel==0.5"
+            in lines)
+    assert "broken-direct==0.6  # direct_url.json unreadable" in lines
+    assert "from-index==2.0.1" in lines
+    assert "ghp_abcdefghijklmnopqrstuvwxyz" not in a.logs.pip_freeze.read_text()
+    assert a.provenance["pip_freeze"]["packages"] == len(lines)
+
+
+def test_staged_and_unstaged_changes_are_in_the_diff(repo):
+    (repo / "staged.py").write_text("print('staged, new file')\n")
+    git(repo, "add", "staged.py")
+    (repo / "train.py").write_text("print('v2 staged')\n")
+    git(repo, "add", "train.py")
+    (repo / "train.py").write_text("print('v2 staged')\nprint('v3 unstaged on top')\n")
+    a = eio.save(["data.txt"])
+    diff = a.logs.git_diff.read_text()
+    assert "+print('staged, new file')" in diff
+    assert "+print('v2 staged')" in diff and "+print('v3 unstaged on top')" in diff
+    assert "-print('v1')" in diff
+    assert "staged.py" not in a.logs.git_untracked.read_text().split()
+    assert "new_untracked.py" in a.logs.git_untracked.read_text().split()
+
+
+def test_conda_environment_is_named(tmp_path, lake_env, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("x.txt").write_text("x")
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    monkeypatch.delenv("CONDA_DEFAULT_ENV", raising=False)
+    assert eio.save(["x.txt"]).provenance["conda"] == {"present": False}
+    monkeypatch.setenv("CONDA_PREFIX", "/opt/conda/envs/torch-2")
+    monkeypatch.setenv("CONDA_DEFAULT_ENV", "torch-2")
+    Path("y.txt").write_text("y")
+    assert eio.save(["y.txt"]).provenance["conda"] == {
+        "present": True, "name": "torch-2", "prefix": "/opt/conda/envs/torch-2"}
+    monkeypatch.delenv("CONDA_DEFAULT_ENV")
+    monkeypatch.setenv("CONDA_PREFIX", "/home/b/miniforge3/envs/eval")
+    Path("z.txt").write_text("z")
+    assert eio.save(["z.txt"]).provenance["conda"]["name"] == "eval"
