@@ -53,7 +53,8 @@ def alert_text(page: str) -> str:
 def put_artifact(lake: Lake, *, user: str = "mallory", info: Any = None,
                  tags: list[str] | None = None, files: dict[str, bytes] | None = None,
                  logs: dict[str, bytes] | None = None, based_on: list[str] | None = None,
-                 objects: dict[str, str] | None = None) -> dict[str, Any]:
+                 objects: dict[str, str] | None = None,
+                 provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write an artifact straight into the store and catalogue, bypassing save's checks:
     what a hostile or hand-edited ``metadata.yaml`` can hold (reindex would index it)."""
     import hashlib
@@ -78,7 +79,7 @@ def put_artifact(lake: Lake, *, user: str = "mallory", info: Any = None,
           "created": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
           "prefix": prefix, "info": info or {}, "tags": tags or [],
           "based_on": based_on or [], "files": file_records, "logs": log_records,
-          "provenance": {"host": "test"}}
+          "provenance": provenance if provenance is not None else {"host": "test"}}
     lake.store.put_bytes(f"{prefix}/.eio/metadata.yaml", dump_metadata(md))
     lake.catalogue.upsert(md)
     return md
@@ -756,3 +757,126 @@ def test_api_json_is_plain_json(web_story: Story, http: httpx.Client):
     body = http.get(f"/api/artifacts/{web_story.andy.id}").content
     parsed = json.loads(body)
     assert parsed["snippet"].endswith(f'eio.load("{web_story.andy.id}")')
+
+
+# -- reproduce and compare (issue 17) ----------------------------------------------------
+HOSTILE_PROVENANCE = {
+    "git": {"present": True, "commit": "<script>alert(20)</script>", "branch": "<b>main</b>",
+            "remote_url": "https://andy:hunter2secret@git.example.com/<img src=x>.git",
+            "dirty": True},
+    "python": {"version": "3.11.7<svg onload=alert(21)>", "implementation": "CPython"},
+    "platform": {"description": "<iframe srcdoc=alert(22)>"},
+    "host": "<img src=x onerror=alert(23)>",
+    "argv": ["train.py", "--note", "<script>alert(24)</script>", "it's"],
+    "cwd": "/home/<b onmouseover=alert(25)>",
+    "conda": {"present": True, "name": "<script>alert(26)</script>"},
+}
+
+
+def test_the_reproduce_section_and_its_json_twin(web_story: Story, lake: Lake,
+                                                 http: httpx.Client):
+    brenda = web_story.brenda
+    body = http.get(f"/api/artifacts/{brenda.id}").json()
+    r = body["reproduce"]
+    assert [c["text"] for c in r["commands"]] == [
+        f"eio reproduce {brenda.id} DIR", f"eio env diff {brenda.id}",
+        f"eio diff {web_story.andy.id} {brenda.id}"]
+    prov = brenda.provenance
+    assert r["python"].endswith(prov["python"]["version"])
+    assert r["host"] == prov["host"] and r["cwd"] == prov["cwd"]
+    assert r["git"]["present"] is prov["git"]["present"]
+    # the type is among the tags; pandas reads a file by its eio:// URL
+    andy = http.get(f"/api/artifacts/{web_story.andy.id}").json()
+    assert andy["query_tags"] == ["dataset", "dataset_list"] and andy["tags"] == ["dataset"]
+    assert andy["url_snippet"] == (f'import pandas\ndf = pandas.read_csv('
+                                   f'"eio://{web_story.andy.id}/{andy["files"][0]["path"]}")')
+    page = http.get(f"/artifacts/{brenda.id}").text
+    assert 'id="reproduce"' in page and f'data-copy="eio env diff {brenda.id}"' in page
+    assert 'class="tag type-tag"' in page
+    assert f'href="/compare/{web_story.andy.id}/{brenda.id}"' in page
+
+    # every recorded value is hostile: escaped in the page, as it is in the JSON; a remote
+    # URL's credentials are not shown even when the metadata holds them
+    crafted = put_artifact(lake, provenance=HOSTILE_PROVENANCE, based_on=[brenda.id],
+                           files={"a'\"b.parquet": b"x"})
+    page = http.get(f"/artifacts/{crafted['id']}").text
+    for marker in ("<script>alert", "<b>main", "<img src=x", "<svg onload", "<iframe",
+                   "<b onmouseover"):
+        assert marker not in page, marker
+    # (the raw metadata and provenance tree show what the metadata holds, as they always did)
+    section = page[page.index('<section id="reproduce">'):]
+    section = section[:section.index("</section>")]
+    assert "hunter2secret" not in section
+    assert esc("https://***@git.example.com/<img src=x>.git") in section
+    assert esc(shlex_join(HOSTILE_PROVENANCE["argv"])) in page
+    r = http.get(f"/api/artifacts/{crafted['id']}").json()["reproduce"]
+    assert r["git"]["remote"] == "https://***@git.example.com/<img src=x>.git"
+    assert r["command"] == shlex_join(HOSTILE_PROVENANCE["argv"])
+    assert r["conda"] == "<script>alert(26)</script>" and r["git"]["dirty"] is True
+    snippet = http.get(f"/api/artifacts/{crafted['id']}").json()["url_snippet"]
+    assert snippet == ('import pandas\ndf = pandas.read_parquet('
+                       f'"eio://{crafted["id"]}/a\'\\"b.parquet")')
+    # values of the wrong shape are not shown as if they were recorded
+    odd = put_artifact(lake, provenance={"git": "yes", "python": ["3"], "argv": "x y"})
+    r = http.get(f"/api/artifacts/{odd['id']}").json()["reproduce"]
+    assert r["git"]["present"] is False and r["python"] is None and r["command"] is None
+    assert http.get(f"/artifacts/{odd['id']}").status_code == 200
+
+
+def shlex_join(argv: list[str]) -> str:
+    import shlex
+
+    return shlex.join(argv)
+
+
+def test_compare_page_and_its_json_twin(web_story: Story, http: httpx.Client):
+    andy, brenda = web_story.andy, web_story.brenda
+    c = http.get(f"/api/compare/{andy.id}/{brenda.id}").json()
+    assert c["a"]["id"] == andy.id and c["b"]["id"] == brenda.id
+    assert c["diff"] == json.loads(json.dumps(andy.diff(brenda).as_dict()))
+    d = c["diff"]
+    assert {f["path"] for f in d["files"]["added"]} == {"model.pth"}
+    assert {f["path"] for f in d["files"]["removed"]} == {"train.txt", "test.txt"}
+    assert d["based_on"]["added"] == [andy.id] and d["tags"]["removed"] == ["dataset"]
+    assert {"key": "type", "a": "dataset_list", "b": "model"} in d["info"]["changed"]
+    facts = {f["label"]: f for f in c["facts"]}
+    assert facts["user"] == {"label": "user", "a": "andy", "b": "brenda", "differs": True}
+    assert facts["python"]["differs"] is False
+    page = http.get(f"/compare/{andy.id}/{brenda.id}")
+    assert page.status_code == 200
+    for text in ("model.pth", andy.files["train.txt"].sha256, "stratification",
+                 f"eio diff {andy.id} {brenda.id}", f'href="/compare/{brenda.id}/{andy.id}"'):
+        assert text in page.text, text
+    # the same artifact twice: nothing differs
+    same = http.get(f"/api/compare/{andy.id}/{andy.id}").json()["diff"]
+    assert same["differs"] is False
+    assert "Nothing differs" in http.get(f"/compare/{andy.id}/{andy.id}").text
+    # unique prefixes redirect to the full ids, an unknown id is a 404 in either form
+    r = http.get(f"/compare/{andy.id[:14]}/{brenda.id}", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == f"/compare/{andy.id}/{brenda.id}"
+    r = http.get(f"/api/compare/{andy.id}/{brenda.id[:14]}", follow_redirects=False)
+    assert r.headers["location"] == f"/api/compare/{andy.id}/{brenda.id}"
+    assert http.get(f"/compare/{andy.id}/0000000000zzzzzzzzzzzzzzzz").status_code == 404
+    r = http.get(f"/api/compare/nope/{andy.id}")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    # the lineage list links each artifact to the comparison with its parent
+    lineage = http.get(f"/artifacts/{andy.id}/lineage?depth=2").text
+    assert f'href="/compare/{andy.id}/{brenda.id}"' in lineage
+    assert f'href="/compare/{brenda.id}/{web_story.charlie.id}"' in lineage
+
+
+def test_compare_escapes_hostile_metadata(lake: Lake, serve: Any, tmp_path: Path):
+    saved, crafted = xss_artifacts(lake, tmp_path / "work")
+    server = serve(lake)
+    raw_markers = ["<script>alert", "<script>window", "<img src=x", "<svg onload",
+                   "<iframe", "<b onmouseover", "<b>bold", "onmouseover='alert"]
+    for a, b in ((saved.id, crafted["id"]), (crafted["id"], saved.id)):
+        r = httpx.get(f"{server.url}/compare/{a}/{b}")
+        assert r.status_code == 200
+        for marker in raw_markers:
+            assert marker not in r.text, marker
+        assert esc('<img src=x onerror="window.__pwned=5;alert(5)">.txt') in r.text
+        body = httpx.get(f"{server.url}/api/compare/{a}/{b}").json()
+        assert body["a"]["id"] == a
+    lineage = httpx.get(f"{server.url}/artifacts/{saved.id}/lineage").text
+    assert f'href="/compare/{saved.id}/{crafted["id"]}"' in lineage

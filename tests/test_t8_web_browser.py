@@ -209,3 +209,78 @@ def test_error_pages_in_the_browser(web_story: Story, web_server: LiveServer, pa
     assert re.search(r"/\?q=user%3Dandy%2Csince%3Da-while-ago$", page.url)
     # a 404 and a 400 are not errors of the page's own scripts
     assert page.dialogs == []
+
+
+def test_reproduce_section_and_compare_with_parent(web_story: Story, web_server: LiveServer,
+                                                   page: Any, test_output: Path):
+    """Brenda opens her model: the Reproduce section shows how it was made and the
+    commands, each copied with one click; from the lineage list she compares it with
+    Andy's dataset, its parent."""
+    s = web_story
+    page.goto(f"{web_server.url}/artifacts/{s.brenda.id}")
+    section = page.locator("#reproduce")
+    assert section.is_visible()
+    text = section.inner_text()
+    prov = s.brenda.provenance
+    assert prov["python"]["version"] in text and prov["host"] in text
+    assert prov["cwd"] in text
+    if prov["git"]["present"]:
+        assert prov["git"]["commit"] in page.text_content("#r-commit")
+    commands = page.locator("#r-commands li")
+    assert commands.count() == 3
+    for i, expected in enumerate([f"eio reproduce {s.brenda.id} DIR",
+                                  f"eio env diff {s.brenda.id}",
+                                  f"eio diff {s.andy.id} {s.brenda.id}"]):
+        row = commands.nth(i)
+        assert row.locator("code.command").inner_text() == expected
+        row.locator("button.copy").click()
+        assert clipboard(page) == expected
+    # the type is shown among the tags; pandas reads a file by its eio:// URL
+    assert page.locator("#a-tags .type-tag").inner_text() == "model"
+    page.locator(".url-snippet button.copy").click()
+    assert clipboard(page) == ("import pandas\n"
+                               f'df = pandas.read_csv("eio://{s.brenda.id}/model.pth")')
+    page.screenshot(path=str(test_output / "web-reproduce.png"), full_page=True)
+
+    # the lineage list: "compare with parent" opens the side-by-side comparison
+    page.goto(f"{web_server.url}/artifacts/{s.brenda.id}/lineage")
+    page.locator(f"#lineage-list li[data-id='{s.brenda.id}'] a.compare").click()
+    page.wait_for_url(f"**/compare/{s.andy.id}/{s.brenda.id}")
+    assert page.text_content("#c-a a.id") == s.andy.id
+    assert page.text_content("#c-b a.id") == s.brenda.id
+    files = page.locator("#c-files").inner_text()
+    assert "model.pth" in files and "train.txt" in files and "added" in files
+    assert s.andy.files["train.txt"].sha256 in files
+    assert "stratification" in page.locator("#c-info").inner_text()
+    assert "dataset" in page.locator("#c-tags").inner_text()
+    assert page.locator("#c-env").is_visible()
+    page.locator(".snippet button.copy").click()
+    assert clipboard(page) == f"eio diff {s.andy.id} {s.brenda.id}"
+    page.screenshot(path=str(test_output / "web-compare.png"), full_page=True)
+    page.click("#swap-link")
+    page.wait_for_url(f"**/compare/{s.brenda.id}/{s.andy.id}")
+    # and from the artifact page's "Based on" list
+    page.goto(f"{web_server.url}/artifacts/{s.charlie.id}")
+    page.locator("#parents a.compare").click()
+    page.wait_for_url(f"**/compare/{s.brenda.id}/{s.charlie.id}")
+    assert_clean(page)
+
+
+def test_hostile_metadata_on_the_compare_page_executes_nothing(lake: Any, serve: Any,
+                                                               page: Any, tmp_path: Path):
+    saved, crafted = xss_artifacts(lake, tmp_path / "work")
+    server = serve(lake)
+    page.add_init_script("window.__pwned = undefined;")
+    for url in (f"/compare/{saved.id}/{crafted['id']}", f"/compare/{crafted['id']}/{saved.id}"):
+        page.goto(server.url + url)
+        page.wait_for_load_state("load")
+        for tag in page.locator(".tag").all()[:4]:
+            tag.hover()
+        injected = page.evaluate("""() => document.querySelectorAll(
+            'img, iframe, object, embed, b, [onerror], [onload], [onmouseover], [srcdoc],'
+            + ' script:not([src]), svg').length""")
+        assert injected == 0, url
+        assert page.evaluate("window.__pwned") is None, url
+    assert "<img src=x onerror=alert(13)>" in page.locator("#c-a, #c-b").all_inner_texts()[0] \
+        + page.locator("#c-a, #c-b").all_inner_texts()[1]
+    assert_clean(page)

@@ -2,9 +2,11 @@
 
 Pages: ``/`` search (form fields and a query box in the CLI's language; the query lives in
 the URL), ``/artifacts/<id>`` one artifact (metadata, raw YAML, files with downloads,
-logs, parents and children), ``/artifacts/<id>/lineage`` the lineage graph (SVG, with a
-list fallback). JSON twins: ``/api/search``, ``/api/artifacts/<id>``,
-``/api/artifacts/<id>/lineage``, and ``/api/health``. Read-only: only GET exists.
+logs, parents and children, a Reproduce section), ``/artifacts/<id>/lineage`` the lineage
+graph (SVG, with a list fallback), ``/compare/<a>/<b>`` two artifacts side by side
+(``Artifact.diff``). JSON twins: ``/api/search``, ``/api/artifacts/<id>``,
+``/api/artifacts/<id>/lineage``, ``/api/compare/<a>/<b>``, and ``/api/health``.
+Read-only: only GET exists.
 
 Security: every metadata value is untrusted and escaped by autoescaped Jinja2 templates;
 all JavaScript is in ``static/`` so the Content-Security-Policy can say

@@ -171,10 +171,15 @@ def lineage_page(request: Request) -> Response:
     by_layer: dict[int, list[data.Node]] = {}
     for n in g.nodes.values():
         by_layer.setdefault(n.layer, []).append(n)
+    parents_in_graph: dict[str, list[str]] = {}  # the list's "compare with parent" links
+    for parent, child in g.edges:
+        if g.nodes[parent].md is not None:
+            parents_in_graph.setdefault(child, []).append(parent)
     return render(request, "lineage.html", {
         "a": search.summary(a.metadata), "g": g, "drawing": layout(g), "depth": depth,
         "direction": direction, "max_depth": data.MAX_DEPTH,
-        "layers": sorted(by_layer.items()), "summary": search.summary})
+        "layers": sorted(by_layer.items()), "summary": search.summary,
+        "parents_in_graph": parents_in_graph})
 
 
 def lineage_api(request: Request) -> Response:
@@ -183,6 +188,31 @@ def lineage_api(request: Request) -> Response:
         return a
     depth, direction = _lineage_args(request)
     return JSONResponse(data.lineage(_lake(request), a, depth, direction).as_json())
+
+
+def _pair(request: Request) -> Any:
+    """The two artifacts of a compare URL, or a redirect to their full ids."""
+    given = request.path_params["a"], request.path_params["b"]
+    a, b = (data.find_artifact(_lake(request), g) for g in given)
+    if (a.id, b.id) != given:
+        root = request.scope.get("root_path", "")
+        api = "/api" if wants_json(request) else ""
+        return RedirectResponse(f"{root}{api}/compare/{a.id}/{b.id}", status_code=307)
+    return a, b
+
+
+def compare_page(request: Request) -> Response:
+    pair = _pair(request)
+    if isinstance(pair, Response):
+        return pair
+    return render(request, "compare.html", {"c": data.compare(*pair)})
+
+
+def compare_api(request: Request) -> Response:
+    pair = _pair(request)
+    if isinstance(pair, Response):
+        return pair
+    return JSONResponse(_jsonable(data.compare(*pair)))
 
 
 def health(request: Request) -> Response:
@@ -272,7 +302,9 @@ def create_app(lake: Lake, token: str | None = None, root_path: str = "") -> ASG
         Route("/artifacts/{aid}/logs/{name}", log_page, methods=get),
         Route("/artifacts/{aid}/logs/{name}/download", log_download, methods=get),
         Route("/artifacts/{aid}/lineage", lineage_page, methods=get),
+        Route("/compare/{a}/{b}", compare_page, methods=get),
         Route("/api/search", search_api, methods=get),
+        Route("/api/compare/{a}/{b}", compare_api, methods=get),
         Route("/api/artifacts/{aid}", artifact_api, methods=get),
         Route("/api/artifacts/{aid}/lineage", lineage_api, methods=get),
         Route("/api/health", health, methods=get),

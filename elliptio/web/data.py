@@ -8,16 +8,20 @@ on as data and escaped by the templates (or JSON-encoded), never formatted into 
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..artifact import Artifact, dump_metadata
+from ..catalogue import query_tags
 from ..errors import IntegrityError, NotFound, UsageError
 from ..ids import ID_RE
 from ..lake import Lake
 from ..layout import entry_problem
 from ..query import Query
+from ..redact import redact_url
 from .search import summary
 
 #: children listed on an artifact page (the rest are a search away)
@@ -27,6 +31,14 @@ MAX_NODES = 500
 MAX_DEPTH = 20
 #: the most of a log shown on its page (logs are bounded to 1 MiB at capture)
 MAX_LOG_VIEW = 2 << 20
+#: ``eio diff <parent> <id>`` commands offered on an artifact page
+MAX_DIFF_COMMANDS = 5
+#: files the "Load it" snippet prefers (else the first file)
+TABULAR = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".json", ".jsonl", ".feather", ".xlsx")
+#: the pandas reader the "Load it" snippet names, by file extension (else read_csv)
+PANDAS_READERS = {".parquet": "read_parquet", ".pq": "read_parquet", ".json": "read_json",
+                  ".jsonl": "read_json", ".feather": "read_feather", ".xlsx": "read_excel",
+                  ".pkl": "read_pickle", ".pickle": "read_pickle"}
 
 
 # -- one artifact -------------------------------------------------------------------------
@@ -97,12 +109,16 @@ def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
         p = lake.catalogue.get(pid) if ID_RE.fullmatch(str(pid)) else None
         parents.append(summary(p) if p else {"id": str(pid), "missing": True})
     kids = lake.catalogue.find(Query(based_on=a.id, limit=MAX_CHILDREN + 1))
+    served = [f["path"] for f in files if f["refused"] is None]
+    tabular = [p for p in served if p.lower().endswith(TABULAR)]  # the snippet's file
+    served = tabular + served
     return {
         "id": a.id,
         "user": a.user,
         "created": md.get("created"),
         "type": a.type,
-        "tags": a.tags,
+        "tags": [str(t) for t in a.tags],
+        "query_tags": query_tags(md),  # the tags and the type, as the search page shows
         "prefix": md.get("prefix"),
         "info": a.info,
         "provenance": a.provenance,
@@ -114,8 +130,89 @@ def artifact(lake: Lake, a: Artifact) -> dict[str, Any]:
         "children": [summary(c) for c in kids[:MAX_CHILDREN]],
         "more_children": len(kids) > MAX_CHILDREN,
         "snippet": f'import elliptio as eio\na = eio.load("{a.id}")',
+        "url_snippet": _url_snippet(a.id, served[0]) if served else None,
+        "reproduce": reproduce(a),
         "metadata": md,
     }
+
+
+def _url_snippet(aid: str, path: str) -> str:
+    """Reading a file by its ``eio://`` URL with pandas (a JSON string is a Python
+    literal: quotes, backslashes and control characters in the path are escaped)."""
+    dot = path.rfind(".")
+    reader = PANDAS_READERS.get(path[dot:].lower() if dot > 0 else "", "read_csv")
+    return f"import pandas\ndf = pandas.{reader}({json.dumps(f'eio://{aid}/{path}')})"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or isinstance(value, (dict, list)) else str(value)
+
+
+def reproduce(a: Artifact) -> dict[str, Any]:
+    """The artifact page's Reproduce section: what was recorded of the code state and the
+    environment, and the commands that use it (``eio reproduce``, ``eio env diff``,
+    ``eio diff <parent> <id>``), ready to copy. Ids in commands are ids (ID_RE), so they
+    need no shell quoting; the recorded command line is quoted with shlex."""
+    prov = a.provenance
+
+    def part(name: str) -> Mapping[str, Any]:
+        value = prov.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    git, py, plat, conda = part("git"), part("python"), part("platform"), part("conda")
+    remote = _text(git.get("remote_url"))
+    argv = prov.get("argv")
+    version = _text(py.get("version"))
+    parents = [str(p) for p in a.based_on if ID_RE.fullmatch(str(p))][:MAX_DIFF_COMMANDS]
+    commands = [
+        {"label": "rebuild its environment and code state in DIR",
+         "text": f"eio reproduce {a.id} DIR"},
+        {"label": "what differs from the environment you run",
+         "text": f"eio env diff {a.id}"},
+        *({"label": "what changed from its parent", "text": f"eio diff {p} {a.id}"}
+          for p in parents),
+    ]
+    return {
+        "git": {"present": git.get("present") is True,
+                "reason": _text(git.get("reason")),
+                "commit": _text(git.get("commit")), "branch": _text(git.get("branch")),
+                # captured without credentials; redacted again, as the metadata is untrusted
+                "remote": redact_url(remote) if remote else None,
+                "dirty": git.get("dirty") if isinstance(git.get("dirty"), bool) else None},
+        "python": " ".join(x for x in (_text(py.get("implementation")), version) if x)
+                  or None,
+        "platform": _text(plat.get("description")) or " ".join(
+            x for x in (_text(plat.get("system")), _text(plat.get("machine"))) if x) or None,
+        "host": _text(prov.get("host")),
+        "conda": _text(conda.get("name")) if conda.get("present") is True else None,
+        "command": shlex.join(str(x) for x in argv) if isinstance(argv, list) else None,
+        "cwd": _text(prov.get("cwd")),
+        "commands": commands,
+    }
+
+
+def compare(a: Artifact, b: Artifact) -> dict[str, Any]:
+    """The page comparing two artifacts; ``/api/compare/<a>/<b>`` returns it as JSON.
+
+    ``diff`` is :meth:`Artifact.diff` as a dict (files, info, tags, based_on, the
+    environment), from *a* to *b*; ``facts`` puts what each records side by side."""
+    ra, rb = reproduce(a), reproduce(b)
+    facts = []
+    for label, va, vb in (
+            ("user", a.user, b.user), ("created", a.metadata.get("created"),
+                                       b.metadata.get("created")),
+            ("type", a.type, b.type), ("python", ra["python"], rb["python"]),
+            ("platform", ra["platform"], rb["platform"]), ("host", ra["host"], rb["host"]),
+            ("git commit", ra["git"]["commit"], rb["git"]["commit"]),
+            ("git branch", ra["git"]["branch"], rb["git"]["branch"]),
+            ("uncommitted changes", ra["git"]["dirty"], rb["git"]["dirty"]),
+            ("command line", ra["command"], rb["command"])):
+        def shown(v: Any) -> str | None:
+            return {True: "yes", False: "no"}.get(v) if isinstance(v, bool) else _text(v)
+
+        facts.append({"label": label, "a": shown(va), "b": shown(vb), "differs": va != vb})
+    return {"a": summary(a.metadata), "b": summary(b.metadata), "facts": facts,
+            "diff": a.diff(b).as_dict()}
 
 
 def metadata_yaml(a: Artifact) -> str:
