@@ -15,14 +15,16 @@ followed) unless one is given: ``fsspec.filesystem("eio", lake=lake)`` or
   ``glob`` record nothing.
 - **Ranged reads.** A file is an :class:`fsspec.spec.AbstractBufferedFile` whose ranges
   come from :meth:`Store.read_range` (on S3, ranged GETs). Reads that continue in order
-  from the start of the file get read-ahead in blocks (:data:`BLOCK_SIZE`); any other
-  read (a Parquet footer, a column chunk) fetches exactly the bytes asked for, so a
-  column subset reads only those column chunks.
+  from the start of the file get read-ahead (:class:`elliptio.urlfs_read.InOrderReads`:
+  a first block of :data:`BLOCK_SIZE`, then a stream of ranged GETs, several in flight,
+  hashed in a thread of its own); any other read (a Parquet footer, a column chunk)
+  fetches exactly the bytes asked for, so a column subset reads only those column
+  chunks.
 - **Verified.** Bytes handed over in order from the start are hashed
   (:class:`elliptio.verified.InOrderCheck`, the one rule of every reader): the read that
   would hand over the last byte of a file whose bytes do not match its recorded sha256
-  raises ``IntegrityError`` instead. Ranges read elsewhere cannot be checked against a
-  whole-file digest and are served as they are.
+  raises ``IntegrityError`` instead (and so does that read again). Ranges read elsewhere
+  cannot be checked against a whole-file digest and are served as they are.
 - **Read-only, clear errors.** Unknown, malformed or ambiguous ids and missing paths are
   ``FileNotFoundError`` with the library's message; opening for writing, ``rm``,
   ``mkdir``, ``put``, ``mv``, ``touch`` … are ``PermissionError``. A file entry that breaks
@@ -38,18 +40,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fsspec.caching import BaseCache
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from . import lineage
 from .artifact import Artifact, ArtifactFile
 from .errors import IntegrityError, NotFound, UsageError
 from .lake import Lake
+from .urlfs_read import InOrderReads
 from .verified import InOrderCheck
 
 __all__ = ["BLOCK_SIZE", "EioFile", "EioFileSystem"]
@@ -230,87 +231,6 @@ class EioFileSystem(AbstractFileSystem):
     put_file = put = pipe_file = pipe = touch = _refuse
 
 
-class _InOrderAhead(BaseCache):
-    """Read-ahead for a file read in order from its start, nothing for other reads.
-
-    A read that begins where the in-order reading from offset 0 stopped is served from a
-    block of at least :attr:`blocksize` (or the read's own size: a large read is one GET
-    handed over without a copy), and once a second block is needed the next one is
-    fetched in a background thread while the reader works (hashes) on this one. Any other
-    read fetches exactly its range. So a CSV read front to back costs one GET per block,
-    and a Parquet reader (footer first, then column chunks) one GET per range it asks
-    for, without bytes it did not ask for.
-    """
-
-    name = "eio-in-order"
-
-    def __init__(self, blocksize: int, fetcher: Any, size: int) -> None:
-        super().__init__(blocksize, fetcher, size)
-        self._block = b""
-        self._block_start = 0
-        self._next = 0  # where reading in order from offset 0 continues
-        self._ahead: tuple[int, Future[bytes]] | None = None  # (start, the next block)
-        self._pool: ThreadPoolExecutor | None = None
-
-    def _fetch(self, start: int | None, stop: int | None) -> bytes:
-        start = 0 if start is None else start
-        stop = self.size if stop is None else min(stop, self.size)
-        if start >= stop:
-            return b""
-        b0 = self._block_start
-        if b0 <= start and stop <= b0 + len(self._block):
-            self.hit_count += 1
-            out = self._block[start - b0:stop - b0]  # the whole block: no copy
-        elif start == self._next:
-            self.miss_count += 1
-            out = self._in_order(start, stop)
-        else:
-            self.miss_count += 1
-            return self.fetcher(start, stop)  # type: ignore[no-any-return]
-        if start == self._next:
-            self._next = start + len(out)
-        return out
-
-    def _in_order(self, start: int, stop: int) -> bytes:
-        pieces = []
-        pos = start
-        while pos < stop:
-            b0, b1 = self._block_start, self._block_start + len(self._block)
-            if b0 <= pos < b1:
-                pieces.append(self._block[pos - b0:min(stop, b1) - b0])
-                pos += len(pieces[-1])
-                continue
-            n = max(self.blocksize, stop - pos)
-            if self._ahead is not None and self._ahead[0] == pos:
-                block = self._ahead[1].result()  # its error, if any, is this read's
-                self._ahead = None
-                if len(block) < min(n, self.size - pos):  # the read is larger than it
-                    block += self.fetcher(pos + len(block), min(self.size, pos + n))
-            else:
-                self._drop_ahead()
-                block = self.fetcher(pos, min(self.size, pos + n))
-                if pos > 0 and self._pool is None:  # a second block: a streaming reader
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="eio-ahead")
-            self._block, self._block_start = block, pos
-        end = self._block_start + len(self._block)
-        if self._pool is not None and self._ahead is None and end < self.size:
-            n = max(self.blocksize, len(self._block))
-            self._ahead = (end, self._pool.submit(self.fetcher, end,
-                                                  min(self.size, end + n)))
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def _drop_ahead(self) -> None:
-        if self._ahead is not None:
-            self._ahead[1].cancel()
-            self._ahead = None
-
-    def close(self) -> None:
-        self._drop_ahead()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._block = b""
-
-
 class EioFile(AbstractBufferedFile):
     """One artifact file opened through ``eio://``: ranged reads from the store, checked in
     order against the recorded sha256 (module docstring)."""
@@ -327,8 +247,10 @@ class EioFile(AbstractBufferedFile):
         super().__init__(fs, info["name"], mode="rb", block_size=block_size,
                          cache_type=cache_type or "none", cache_options=cache_options,
                          size=file.size)
-        if cache_type is None:  # the default: read-ahead only in order
-            self.cache = _InOrderAhead(self.blocksize, self._fetch_range, self.size)
+        # the default: read-ahead only in order; fsspec's "none" cache fetches other reads
+        # as asked. An explicit cache_type is fsspec's caching instead, for every read.
+        self._in_order = (InOrderReads(self._fetch_range, self._check, self.size,
+                                       self.blocksize) if cache_type is None else None)
         self._details = info
 
     def _fetch_range(self, start: int, end: int) -> bytes:
@@ -348,12 +270,23 @@ class EioFile(AbstractBufferedFile):
 
     def read(self, length: int | None = -1) -> bytes:
         pos = self.loc
+        asked = self.size - pos if length is None or length < 0 else int(length)
+        ahead = self._in_order
+        if ahead is not None and 0 < asked and ahead.serves(pos) and not self.closed:
+            data = ahead.read(pos, asked)  # checked piece by piece as it is put together
+            self.loc = pos + len(data)
+            ahead.next = max(ahead.next, self.loc)
+            return data
         data = super().read(length)
-        asked = self.size - pos if length is None or length < 0 else length
         try:
             self._check.passing(pos, data, asked)
         except IntegrityError:
             self.loc = pos  # nothing of this read was handed over
             raise
         return data  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._in_order is not None:
+            self._in_order.close()
+        super().close()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from typing import Any, BinaryIO
 
 from .errors import IntegrityError
@@ -31,13 +32,25 @@ class InOrderCheck:
     offset it starts at. It raises ``IntegrityError`` when the piece would complete the
     file and the digest does not match, when it reaches past the recorded size, or when
     the store ends before the recorded size. Pieces elsewhere pass unchecked (module
-    docstring); a piece that overlaps the checked prefix extends it.
+    docstring); a piece that overlaps the checked prefix extends it. A mismatch, once
+    found, stays: every later piece that reaches the file's end is refused too (a reader
+    that retries the failed read does not get the bytes the second time).
+
+    Thread-safe: a read-ahead may hash pieces in its own thread before they are handed
+    over (:mod:`elliptio.urlfs_read`) while the reader's thread passes others.
     """
 
     def __init__(self, what: str, sha256: str, size: int) -> None:
         self.what, self.sha256, self.size = what, sha256, size
         self._hash = hashlib.sha256()
-        self._hashed = 0  # bytes [0, _hashed) are in _hash, handed over in order
+        self._hashed = 0  # bytes [0, _hashed) are in _hash, checked in order
+        self._mismatch = False
+        self._lock = threading.Lock()  # hashlib releases the GIL: one update at a time
+
+    @property
+    def hashed(self) -> int:
+        """How far from the start the bytes are hashed (those before are checked)."""
+        return self._hashed
 
     def passing(self, pos: int, data: bytes | memoryview, asked: int) -> None:
         """Check *data* (the bytes at *pos*, of the *asked* for) before it is handed over."""
@@ -46,12 +59,15 @@ class InOrderCheck:
         if end > self.size:
             raise IntegrityError(f"{self.what}: the store holds more bytes than the "
                                  f"recorded {self.size}")
-        if pos <= self._hashed < end:
-            self._hash.update(memoryview(data)[self._hashed - pos:])
-            self._hashed = end
-            if end == self.size and self._hash.hexdigest() != self.sha256:
-                raise IntegrityError(f"{self.what}: content does not match its recorded "
-                                     "sha256")
+        if pos <= self._hashed < end:  # read unlocked: it only grows, and _mismatch first
+            with self._lock:  # a hash in progress holds it (hashlib releases the GIL)
+                if pos <= self._hashed < end:
+                    self._hash.update(memoryview(data)[self._hashed - pos:])
+                    if end == self.size:
+                        self._mismatch = self._hash.hexdigest() != self.sha256
+                    self._hashed = end
+        if self._mismatch and n and end == self.size:
+            raise IntegrityError(f"{self.what}: content does not match its recorded sha256")
         if n == 0 and pos < self.size and asked:
             raise IntegrityError(f"{self.what}: the store holds {pos} bytes, the "
                                  f"catalogue recorded {self.size}")

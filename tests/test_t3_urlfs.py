@@ -6,6 +6,8 @@ gets the library's errors as the exceptions fsspec users expect."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import fsspec
@@ -14,7 +16,7 @@ import pandas as pd
 import pytest
 
 import elliptio as eio
-from elliptio import IntegrityError, api, lineage
+from elliptio import IntegrityError, api, lineage, urlfs_read
 from elliptio.urlfs import EioFileSystem
 from tests.fixtures.spy import Spy
 
@@ -267,6 +269,85 @@ def test_an_untouched_file_read_to_its_end_passes(lake_env, tmp_path):
         assert fh.read(3) == bytes([5000 % 256, 5001 % 256, 5002 % 256])
         fh.seek(0)
         assert fh.read() == (tmp_path / "f.bin").read_bytes()
+
+
+def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small spans, so that a file of a few hundred KiB is read as a stream."""
+    monkeypatch.setattr(urlfs_read, "SPAN", 64 << 10)
+    monkeypatch.setattr(urlfs_read, "AHEAD", 3 * (64 << 10))
+    monkeypatch.setattr(urlfs_read, "STREAMS", 2)
+
+
+def eio_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(("eio-fetch", "eio-hash"))]
+
+
+def test_a_file_read_in_order_streams_in_spans(env, tmp_path, monkeypatch):
+    streamed(monkeypatch)
+    content = np.random.default_rng(3).bytes(1_000_003)
+    (tmp_path / "s.bin").write_bytes(content)
+    a = eio.save([str(tmp_path / "s.bin")])
+    spy = spy_reads()
+    fs = fsspec.filesystem("eio")
+    got = []
+    before = set(eio_threads())
+    with fs.open(a.files["s.bin"].eio_url, block_size=100_000) as fh:
+        while chunk := fh.read(50_001):  # pieces that straddle the spans
+            got.append(chunk)
+        assert set(eio_threads()) - before  # the stream's fetch and hash threads
+    assert b"".join(got) == content
+    reads = [(args[1], args[2]) for args, _ in spy.calls]
+    spans = [(o, min(64 << 10, len(content) - o)) for o in range(100_000, len(content),
+                                                                  64 << 10)]
+    assert reads == [(0, 100_000), *spans]  # the first block, then spans, each once
+    deadline = time.monotonic() + 10
+    while set(eio_threads()) - before and time.monotonic() < deadline:  # closing ends them
+        time.sleep(0.05)
+    assert set(eio_threads()) - before == set()
+
+
+def test_lines_read_one_by_one_fetch_each_range_once(env, tmp_path, monkeypatch):
+    """readline reads a block and seeks back after the newline: still the stream."""
+    streamed(monkeypatch)
+    content = b"".join(b"%d,%d\n" % (i, i * i) for i in range(60_000))
+    (tmp_path / "l.csv").write_bytes(content)
+    a = eio.save([str(tmp_path / "l.csv")])
+    spy = spy_reads()
+    fs = fsspec.filesystem("eio")
+    with fs.open(a.files["l.csv"].eio_url, block_size=100_000) as fh:
+        lines = list(fh)
+    assert b"".join(lines) == content and len(lines) == 60_000
+    reads = [(args[1], args[2]) for args, _ in spy.calls]
+    spans = [(o, min(64 << 10, len(content) - o)) for o in range(100_000, len(content),
+                                                                  64 << 10)]
+    assert reads == [(0, 100_000), *spans]
+    with fs.open(a.files["l.csv"].eio_url) as fh:  # and to its end: checked
+        fh.seek(10)
+        assert fh.read(5) == content[10:15]
+
+
+def test_substituted_bytes_in_a_stream_are_refused_before_its_last_span(
+        env, tmp_path, monkeypatch, request):
+    streamed(monkeypatch)
+    original = np.random.default_rng(4).bytes(700_000)
+    (tmp_path / "s.bin").write_bytes(original)
+    a = eio.save([str(tmp_path / "s.bin")])
+    substitute(env, a, "s.bin", original[:-1] + bytes([original[-1] ^ 1]), request)
+    fs = fsspec.filesystem("eio")
+    got = bytearray()
+    with fs.open(a.files["s.bin"].eio_url, block_size=100_000) as fh:
+        with pytest.raises(IntegrityError, match="sha256"):
+            while chunk := fh.read(30_000):
+                got += chunk
+        assert got == original[:len(got)]  # what was handed over is the file's start
+        last_span = 100_000 + (len(original) - 100_000) // (64 << 10) * (64 << 10)
+        assert 100_000 < len(got) <= last_span  # none of the span with the last byte
+        assert fh.tell() == len(got)
+        with pytest.raises(IntegrityError, match="sha256"):
+            fh.read(30_000)  # the same read again: refused again
+        with pytest.raises(IntegrityError, match="sha256"):
+            fh.read()  # and everything to the end
+        assert fh.tell() == len(got)
 
 
 def test_bad_ids_and_paths_are_file_not_found(lake_env, data, tmp_path):
