@@ -174,13 +174,8 @@ def bench_reproduce_dry_run(root: Path) -> tuple[str, str]:
             f"{statistics.median(times) * 1000:,.0f} ms median of 5 (a whole CLI process)")
 
 
-def bench_capture(root: Path) -> tuple[str, str]:
-    """Provenance capture of one save (elliptio.provenance.capture: pip freeze of 300
-    more distributions, git state with a 10 MB diff of tracked files, the rest), the pip
-    freeze cache emptied before each so every save pays for it; median of 5. Every line
-    of both files changes, git diff's worst case: its own time is shown beside."""
-    from elliptio import environment, provenance
-
+def _capture_site(root: Path) -> Path:
+    """300 more distributions, one in ten installed from git (direct_url.json)."""
     site = root / "capture-site"
     for i in range(300):
         info = site / f"pkg{i:03d}-1.{i}.0.dist-info"
@@ -191,61 +186,90 @@ def bench_capture(root: Path) -> tuple[str, str]:
             (info / "direct_url.json").write_text(
                 '{"url": "https://git.example.com/t/p.git", "vcs_info": {"vcs": "git", '
                 '"commit_id": "0123456789abcdef0123456789abcdef01234567"}}')
-    repo = root / "capture-repo"
+    return site
+
+
+def _capture_repo(root: Path, name: str, files: int, lines: int, every: int) -> Path:
+    """A repository whose working tree changes every *every*-th line of *files* files of
+    *lines* lines each (every=1: every line, git diff's worst case)."""
+    repo = root / name
     repo.mkdir()
     git = ["git", "-c", "user.name=b", "-c", "user.email=b@example.org"]
     rnd = random.Random(7)
-    (repo / "data.csv").write_text("".join(f"{i},{rnd.random():.6f},{rnd.random():.6f}\n"
-                                           for i in range(200_000)))
-    (repo / "train.py").write_text("".join(f"def step_{i}(x):\n    return x + {i}\n"
-                                           for i in range(20_000)))
+    for f in range(files):
+        (repo / f"data{f}.csv").write_text("".join(
+            f"{i},{rnd.random():.6f},{rnd.random():.6f}\n" for i in range(lines)))
     subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "."], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "b"], cwd=repo, check=True)
-    (repo / "data.csv").write_text("".join(f"{i},{rnd.random():.6f},{rnd.random():.6f}\n"
-                                           for i in range(200_000)))
-    (repo / "train.py").write_text("".join(f"def step_{i}(x, lr=0.1):\n    return x * {i}\n"
-                                           for i in range(20_000)))
-    git_times = []
-    for _ in range(3):  # git's own share: the whole diff of a file with every line changed
-        t = time.perf_counter()
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=repo, check=True,
-                              capture_output=True).stdout
-        git_times.append(time.perf_counter() - t)
-    diff_mb = len(diff) / 1e6
-    here = os.getcwd()
-    sys.path.insert(0, str(site))
-    os.chdir(repo)
-    try:
-        times = []
-        for _ in range(5):
-            environment._pip_cache = None
+    for f in range(files):
+        rows = (repo / f"data{f}.csv").read_text().splitlines(True)
+        for i in range(0, len(rows), every):
+            rows[i] = f"{i},{rnd.random():.6f},{rnd.random():.6f},changed\n"
+        (repo / f"data{f}.csv").write_text("".join(rows))
+    return repo
+
+
+def bench_capture(root: Path) -> list[tuple[str, str]]:
+    """Provenance capture of one save (elliptio.provenance.capture: pip freeze of 300
+    more distributions, git state with a diff of about 10 MB of tracked files, the rest),
+    the pip freeze cache emptied before each so every save pays for it; median of 5. Two
+    shapes of diff: a change spread over 25 files (each changed on every other line),
+    which git emits file by file, so capture stops it at the 1 MiB it keeps; and every
+    line of 2 big files changed, git diff's worst case, where git must diff a whole file
+    before its first byte (its own time is shown beside)."""
+    from elliptio import environment, provenance
+
+    site = _capture_site(root)
+    rows = []
+    for label, name, files, lines, every in (
+            ("spread over 25 files", "capture-spread", 25, 10_000, 2),
+            ("2 files, every line changed", "capture-worst", 2, 85_000, 1)):
+        repo = _capture_repo(root, name, files, lines, every)
+        git_times = []
+        for _ in range(3):
             t = time.perf_counter()
-            summary, logs = provenance.capture("bench", "bench")
-            times.append(time.perf_counter() - t)
-    finally:
-        os.chdir(here)
-        sys.path.remove(str(site))
-        environment._pip_cache = None
-    packages = summary["pip_freeze"]["packages"]
-    ms = statistics.median(times) * 1000
-    return (f"provenance capture per save ({packages} packages, {diff_mb:.0f} MB diff)",
-            f"{ms:,.0f} ms median of 5 (target < 200 ms); git diff alone "
-            f"{statistics.median(git_times) * 1000:,.0f} ms")
+            diff = subprocess.run(["git", "diff", "HEAD"], cwd=repo, check=True,
+                                  capture_output=True).stdout
+            git_times.append(time.perf_counter() - t)
+        here = os.getcwd()
+        sys.path.insert(0, str(site))
+        os.chdir(repo)
+        try:
+            times = []
+            for _ in range(5):
+                environment._pip_cache = None
+                t = time.perf_counter()
+                summary, _logs = provenance.capture("bench", "bench")
+                times.append(time.perf_counter() - t)
+        finally:
+            os.chdir(here)
+            sys.path.remove(str(site))
+            environment._pip_cache = None
+        packages = summary["pip_freeze"]["packages"]
+        rows.append((f"provenance capture per save ({packages} packages, "
+                     f"{len(diff) / 1e6:.0f} MB diff, {label})",
+                     f"{statistics.median(times) * 1000:,.0f} ms median of 5 (target "
+                     f"< 200 ms); the whole git diff alone "
+                     f"{statistics.median(git_times) * 1000:,.0f} ms"))
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--dir", help="where to work (default: a temp dir on the store's disk)")
+    ap.add_argument("--only-provenance", action="store_true",
+                    help="only the capture and reproduce --dry-run rows")
     args = ap.parse_args()
     n_small, big_mib, n_search = (1000, 64, 10_000) if args.quick else (10_000, 1024, 100_000)
     root = Path(tempfile.mkdtemp(prefix="eio-bench-", dir=args.dir))
     try:
-        rows = [bench_small_files(root, n_small)]
-        rows += bench_big_file(root, big_mib)
-        rows += bench_search(root, n_search)
-        rows.append(bench_capture(root))
+        rows = [bench_small_files(root, n_small)] if not args.only_provenance else []
+        if not args.only_provenance:
+            rows += bench_big_file(root, big_mib)
+            rows += bench_search(root, n_search)
+        rows += bench_capture(root)
         rows.append(bench_reproduce_dry_run(root))
     finally:
         for p in root.rglob("*"):
