@@ -14,6 +14,7 @@ check, a load that searches the store without the catalogue) asks it.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
@@ -148,6 +149,18 @@ def _ref_problem(artifact_id: str, prefix: str, obj: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _prefix_problem(prefix: str, aid: str, user: str | None) -> str | None:
+    """Why *prefix* is not the day, *user* and id *aid* of an artifact (cached: every
+    entry of an artifact asks)."""
+    if (user is None or not user or "/" in user or user in (".", "..")
+            or has_bad_chars(user)):
+        return f"artifact {aid[:40]!r}: user {str(user)[:40]!r} is not one path segment"
+    if not ID_RE.fullmatch(aid) or prefix != artifact_prefix(id_time(aid), user, aid):
+        return f"artifact {aid[:40]!r}: prefix {prefix[:80]!r} is not its day, user and id"
+    return None
+
+
 def entry_problem(md: Mapping[str, Any], entry: Any, kind: str = "file") -> str | None:
     """Why a reader must refuse the file (or, *kind* ``"log"``, the log) *entry* of the
     artifact *md*, or None: the rule every reader re-checks before serving bytes, even for
@@ -167,11 +180,9 @@ def entry_problem(md: Mapping[str, Any], entry: Any, kind: str = "file") -> str 
     if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
         return f"{kind} {path!r}: sha256 {str(entry.get('sha256'))[:70]!r} is not a digest"
     prefix, aid, user = str(md.get("prefix", "")), str(md.get("id", "")), md.get("user")
-    if (not isinstance(user, str) or not user or "/" in user or user in (".", "..")
-            or has_bad_chars(user)):
-        return f"artifact {aid[:40]!r}: user {str(user)[:40]!r} is not one path segment"
-    if not ID_RE.fullmatch(aid) or prefix != artifact_prefix(id_time(aid), user, aid):
-        return f"artifact {aid[:40]!r}: prefix {prefix[:80]!r} is not its day, user and id"
+    why = _prefix_problem(prefix, aid, user if isinstance(user, str) else None)
+    if why:
+        return why
     if kind == "log":
         name = path[len(LOGS):] if path.startswith(LOGS) else ""
         if not name or "/" in name or name in (".", "..") or has_bad_chars(name):
