@@ -13,15 +13,14 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # test dependencies: a missing one fails, never skips
+import pyarrow.parquet as pq
 import pytest
 
 import elliptio as eio
 from elliptio import IntegrityError, api, lineage, urlfs_read
 from elliptio.urlfs import EioFileSystem
 from tests.fixtures.spy import Spy
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
 
 COLUMNS = [f"c{i:02d}" for i in range(20)]
 PICKED = ["c01", "c07", "c13"]  # not neighbours: no two of their chunks are adjacent
@@ -156,7 +155,7 @@ def test_pyarrow_dataset_and_pandas_with_a_lake_passed(lake, data):
 
 
 def test_duckdb(env, data):
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
     a = save(data)
     con = duckdb.connect()
     try:
@@ -175,7 +174,7 @@ def test_duckdb(env, data):
 
 
 def test_polars(env, data):
-    pl = pytest.importorskip("polars")
+    import polars as pl
     a = save(data)
     fs = fsspec.filesystem("eio")
     pq_url, csv_url = a.files["wide.parquet"].eio_url, a.files["train.csv"].eio_url
@@ -405,7 +404,7 @@ def test_writes_and_deletes_are_permission_errors(lake_env, data, tmp_path):
 
 def test_another_catalogue(lake_env, data):
     """The same reads over a MongoDB catalogue (mongomock), the lake passed in."""
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock
     from elliptio import Lake, Settings
     from elliptio.catalogue.mongo import MongoCatalogue
 
