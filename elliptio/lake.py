@@ -24,7 +24,7 @@ from .ids import ID_RE, check_id, id_time, new_id
 from .inputs import Entry, SourceSpec, resolve_inputs
 from .query import Query
 from .store import Store, open_store
-from .trust import MAX_METADATA_BYTES, accept_metadata
+from .trust import read_stored_metadata
 from .validate import check_ids, check_info, check_tags
 from .version import __version__
 
@@ -293,8 +293,7 @@ class Lake:
                                  "and is not catalogued: `eio fsck` reports the conflict")
         if not keys:
             return None
-        return accept_metadata(self.store.read_range(keys[0], 0, MAX_METADATA_BYTES + 1),
-                               keys[0])
+        return read_stored_metadata(self.store, keys[0])
 
     def get(self, artifact_id: str) -> Artifact | None:
         """The artifact, or None; does not record lineage."""

@@ -141,6 +141,25 @@ def accept_metadata(data: bytes, key: str) -> dict[str, Any]:
     return md
 
 
+#: the first read of a metadata.yaml; nearly all are smaller, so one read
+FIRST_READ = 1 << 20
+
+
+def read_stored_metadata(store: Store, key: str) -> dict[str, Any]:
+    """The metadata.yaml at store key *key*, read within :data:`MAX_METADATA_BYTES` and
+    accepted (:func:`accept_metadata`). One read of :data:`FIRST_READ` bytes for all but
+    the largest; a larger one is read whole only when the store says it is within the
+    bound, so a planted giant is never loaded, and no reader allocates the bound."""
+    head = store.read_range(key, 0, FIRST_READ)
+    data = head
+    if len(head) >= FIRST_READ:
+        size = store.size(key)
+        if size > MAX_METADATA_BYTES:
+            raise Quarantined(f"{key}: {size} bytes; at most {MAX_METADATA_BYTES} are read")
+        data = head + store.read_range(key, FIRST_READ, size - FIRST_READ)
+    return accept_metadata(data, key)
+
+
 def dedup_references(md: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The file entries of accepted *md* whose object is another artifact's."""
     own = str(md["prefix"]) + "/"

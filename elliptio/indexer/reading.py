@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..query import id_floor, parse_time
-from ..trust import MAX_METADATA_BYTES, Quarantined, accept_metadata
+from ..trust import Quarantined, read_stored_metadata
 
 if TYPE_CHECKING:
     from ..lake import Lake
@@ -32,13 +32,13 @@ def id_of_metadata_key(key: str) -> str | None:
 
 
 def read_metadata(lake: Lake, key: str) -> dict[str, Any]:
-    """The metadata.yaml under *key*, read (at most one byte past the bound, so a planted
-    giant is never loaded whole) and accepted by :func:`elliptio.trust.accept_metadata`;
+    """The metadata.yaml under *key*, read within its bound (a planted giant is never
+    loaded) and accepted (:func:`elliptio.trust.read_stored_metadata`);
     :class:`~elliptio.trust.Quarantined` with the reason if not. Dedup references are
     checked against the catalogue by the caller (:func:`elliptio.trust.reference_problems`)."""
     if layout.parse_key(key) is None:
         raise Quarantined(f"{key}: not an artifact's metadata.yaml in the store layout")
-    return accept_metadata(lake.store.read_range(key, 0, MAX_METADATA_BYTES + 1), key)
+    return read_stored_metadata(lake.store, key)
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
