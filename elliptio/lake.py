@@ -24,6 +24,8 @@ from .ids import ID_RE, check_id, id_time, new_id
 from .inputs import Entry, SourceSpec, resolve_inputs
 from .query import Query
 from .store import Store, open_store
+from .store.base import Digest
+from .store.files import hash_stream
 from .trust import read_stored_metadata
 from .validate import check_ids, check_info, check_tags
 from .version import __version__
@@ -231,17 +233,13 @@ class Lake:
             return False
         if (key, sha256, size) in self._verified:
             return True
-        h = hashlib.sha256()
-        n = 0
         try:
             with store.open(key) as fh:
-                while n <= size and (chunk := fh.read(1 << 20)):
-                    h.update(chunk)
-                    n += len(chunk)
+                got = hash_stream(fh, most=size)
         except (NotFound, StorageError) as exc:
             log.debug("dedup candidate %s unreadable: %s", key, exc)
             return False
-        if n != size or h.hexdigest() != sha256:
+        if got != Digest(sha256, size):
             log.warning("dedup: %s does not hold the bytes the catalogue records for it; "
                         "this save stores its own (eio fsck --verify reports it)", key)
             return False

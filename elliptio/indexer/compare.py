@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -13,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from .. import layout
 from ..catalogue import Catalogue
 from ..errors import IntegrityError, NotFound, StorageError
-from . import orphans
+from ..store.files import hash_stream
 from ..trust import dedup_references, reference_problems
+from . import orphans
 from .claims import unresolved
 from .reading import BATCH, READERS, chunks, read_metadata
 
@@ -87,17 +87,13 @@ def fsck(lake: Lake, *, verify: bool = False, remove_orphans: bool = False,
             return checked_objects[cache_key]
         try:
             if verify:
-                h = hashlib.sha256()
-                size = 0
                 with store.open(obj) as fh:
-                    while chunk := fh.read(1 << 20):
-                        h.update(chunk)
-                        size += len(chunk)
+                    got = hash_stream(fh)
                 with counter_lock:
-                    report.bytes_verified += size
-                problem = (None if (h.hexdigest(), size) == want else
-                           f"sha256/size differ (read {size} bytes, sha256 "
-                           f"{h.hexdigest()[:12]}…, recorded {want[0][:12]}…)")
+                    report.bytes_verified += got.size
+                problem = (None if (got.sha256, got.size) == want else
+                           f"sha256/size differ (read {got.size} bytes, sha256 "
+                           f"{got.sha256[:12]}…, recorded {want[0][:12]}…)")
             else:
                 size = store.size(obj)
                 problem = None if size == want[1] else \

@@ -34,6 +34,17 @@ def os_error(exc: OSError, what: str) -> Exception:
     return StorageError(f"{what}: {exc.strerror or exc}")
 
 
+def hash_stream(src: BinaryIO, most: int | None = None) -> Digest:
+    """The sha256 and size of what *src* holds, read in 1 MiB chunks; with *most*, reading
+    stops once more than *most* bytes were seen (enough to know the size is wrong)."""
+    h = hashlib.sha256()
+    size = 0
+    while (most is None or size <= most) and (chunk := src.read(CHUNK)):
+        h.update(chunk)
+        size += len(chunk)
+    return Digest(h.hexdigest(), size)
+
+
 def copy_hashing(src: BinaryIO, dst: BinaryIO, progress: Progress = None) -> Digest:
     """Copy *src* to *dst* in 1 MiB chunks, hashing once on the way."""
     h = hashlib.sha256()
