@@ -27,7 +27,7 @@ case "$MODE" in
     demo) APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc git)
           EXTRAS=fuse,web; LOCK=requirements/run.txt ;;
     test) APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc attr rsync chromium s3fs rclone
-                        sqlite3 git)
+                        sqlite3 git postgresql)
           EXTRAS=test; LOCK=requirements/test.txt ;;
     *) echo "setup: usage: setup.sh [demo|test]" >&2; exit 2 ;;
 esac

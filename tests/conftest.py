@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.fuse",
     "tests.fixtures.web",
+    "tests.fixtures.postgres",
 ]
 
 ENV_KEYS = [k for k in os.environ if k.startswith("ELLIPTIO_") and k != "ELLIPTIO_TEST_MONGO_URI"]

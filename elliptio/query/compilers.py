@@ -1,111 +1,17 @@
-"""A :class:`~elliptio.query.Query` compiled for each catalogue backend: to SQL over the
-SQLite schema, to a filter over the MongoDB document shape. Side by side, so their one
-semantics (:mod:`elliptio.query`) can be checked by reading."""
+"""A :class:`~elliptio.query.Query` compiled for MongoDB: a filter over the document shape
+of :mod:`elliptio.catalogue.mongo`, and the breadth-first lineage walk it needs. The SQL
+compiler, with one dialect per SQL backend, is :mod:`.sql`; both mean exactly
+:mod:`elliptio.query`'s semantics."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 from .model import Query
+from .sql import compile_sql  # noqa: F401  (re-exported: elliptio.query.compile_sql)
 from .values import glob_to_regex, id_floor, is_glob
-
-
-# -- SQL --------------------------------------------------------------------------------
-def compile_sql(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
-    """``(statement, params)`` selecting ``a.id, a.metadata`` from the SQLite schema of
-    :mod:`elliptio.catalogue.sqlite`, ordered and limited as *q* asks. With *count*, the
-    statement selects ``count(*)`` of every match instead (no order, limit or cursor)."""
-    if count:
-        q = replace(q, limit=None, after=None)
-    ctes: list[str] = []
-    where: list[str] = []
-    params: list[Any] = []
-    cte_params: list[Any] = []
-
-    def match(column: str, pattern: str) -> str:
-        params.append(pattern)
-        return f"{column} GLOB ?" if is_glob(pattern) else f"{column} = ?"
-
-    if q.ids:
-        where.append(f"a.id IN ({','.join('?' * len(q.ids))})")
-        params.extend(q.ids)
-    if q.user is not None:
-        where.append(match("a.user", q.user))
-    if q.since is not None:
-        where.append("a.id >= ?")
-        params.append(id_floor(q.since))
-    if q.until is not None:
-        where.append("a.id < ?")
-        params.append(id_floor(q.until))
-    if q.type is not None:
-        where.append(match("a.type", q.type))
-    for pattern in q.files:
-        if not is_glob(pattern):
-            # an exact name drives the query from the files_name index (a correlated
-            # EXISTS would scan every artifact when the name is rare: 600 ms on 1M)
-            where.append("a.id IN (SELECT f.artifact FROM files f WHERE f.name = ?"
-                         + (" AND f.path = ?)" if "/" in pattern else ")"))
-            params.append(pattern.rsplit("/", 1)[-1])
-            if "/" in pattern:
-                params.append(pattern)
-            continue
-        column = "f.path" if "/" in pattern else "f.name"
-        cond = match(column, pattern)
-        where.append(f"EXISTS (SELECT 1 FROM files f WHERE f.artifact = a.id AND {cond})")
-    # the type is one of the tags (elliptio.query): the tags table holds the tags as
-    # saved, so each tag condition also looks at the type column (catalogues written by
-    # any version answer alike, nothing to migrate)
-    for pattern in q.tags:
-        if is_glob(pattern):
-            where.append("(a.type GLOB ? OR EXISTS (SELECT 1 FROM tags t"
-                         " WHERE t.artifact = a.id AND t.tag GLOB ?))")
-        else:
-            where.append("a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = ?"
-                         " UNION ALL SELECT x.id FROM artifacts x WHERE x.type = ?)")
-        params.extend([pattern, pattern])
-    for key, value in q.info:
-        where.append("a.id IN (SELECT i.artifact FROM info i WHERE i.key = ? AND i.value = ?)")
-        params.extend([key, value])
-    # lineage, both ways: the same walk over based_on with parent and child swapped
-    # (table and column names are these constants, never the caller's text)
-    for start, walk, known, wanted in ((q.based_on, "descendants", "parent", "child"),
-                                       (q.ancestor_of, "ancestors", "child", "parent")):
-        if start is None:
-            continue
-        if q.transitive:
-            ctes.append(
-                f"{walk}(id, depth) AS ("
-                f" SELECT {wanted}, 1 FROM based_on WHERE {known} = ?"
-                f" UNION SELECT b.{wanted}, d.depth + 1 FROM based_on b"
-                f" JOIN {walk} d ON b.{known} = d.id WHERE d.depth < ?)"
-            )
-            cte_params.extend([start, q.depth])
-            where.append(f"a.id IN (SELECT id FROM {walk})")
-        else:
-            where.append(f"a.id IN (SELECT {wanted} FROM based_on WHERE {known} = ?)")
-            params.append(start)
-    if q.text is not None:
-        where.append("instr(a.text, ?) > 0")
-        params.append(q.text)
-    if q.after is not None:
-        where.append("a.id < ?" if q.order == "newest" else "a.id > ?")
-        params.append(q.after)
-    sql = ""
-    if ctes:
-        sql = "WITH RECURSIVE " + ", ".join(ctes) + " "
-    sql += "SELECT " + ("count(*)" if count else "a.id, a.metadata") + " FROM artifacts a"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    if count:
-        return sql, cte_params + params
-    sql += " ORDER BY a.id " + ("DESC" if q.order == "newest" else "ASC")
-    if q.limit is not None:
-        sql += " LIMIT ?"
-        params.append(q.limit)
-    return sql, cte_params + params
 
 
 # -- MongoDB ----------------------------------------------------------------------------
