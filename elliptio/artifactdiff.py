@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .envdiff import EnvDiff, compare, env_diff, recorded_environment
+from .query.values import info_leaves
 
 __all__ = ["ArtifactDiff", "Comparisons", "FileChange", "FileEntry", "InfoChange", "diff_artifacts",
            "flatten_info"]
@@ -105,17 +106,11 @@ class ArtifactDiff:
         }
 
 
-def flatten_info(info: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_info(info: Any) -> dict[str, Any]:
     """``{"model": {"layers": 3}}`` -> ``{"model.layers": 3}``; an empty mapping stays a
-    value (``{}``), so that adding one shows."""
-    if not isinstance(info, Mapping):
-        return {prefix: info} if prefix else {}
-    if not info and prefix:
-        return {prefix: {}}
-    out: dict[str, Any] = {}
-    for k, v in info.items():
-        out.update(flatten_info(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
+    value (``{}``), so that adding one shows. The leaves a query's ``info.<key>`` names
+    (:func:`elliptio.query.values.info_leaves`)."""
+    return dict(info_leaves(info))
 
 
 def _files(md: Mapping[str, Any]) -> dict[str, FileEntry]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -136,11 +136,21 @@ def canonical(value: Any) -> str:
                       default=str)
 
 
-def flatten_info(info: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, str]]:
-    """(dotted key, canonical JSON value) for every leaf of *info*; dicts are descended."""
+def info_leaves(info: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) for every leaf of *info*: mappings are descended, an empty
+    mapping and a list are values (``{"model": {"layers": 3}}`` gives ``model.layers``).
+    What a query's ``info.<key>`` names and what ``eio compare`` diffs."""
+    if not isinstance(info, Mapping):
+        return
     for k, v in info.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and v:
-            yield from flatten_info(v, key + ".")
+            yield from info_leaves(v, key + ".")
         else:
-            yield key, canonical(v)
+            yield key, v
+
+
+def flatten_info(info: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(dotted key, canonical JSON value) for every leaf of *info* (:func:`info_leaves`)."""
+    for key, v in info_leaves(info, prefix):
+        yield key, canonical(v)
