@@ -1,22 +1,33 @@
 #!/usr/bin/env python3
-"""Catalogue and indexer benchmark: prints two tables.
+"""Catalogue benchmark, every backend in one run (SQLite and PostgreSQL): three tables.
 
-1. Query latency (p50 / p95, default limit 100, newest first — what ``eio search``, the
-   mount and the web page ask) on N artifacts in SQLite (default 1,000,000): by user,
-   user + since, file glob (a common and a rare suffix), tag glob, info equality,
-   based_on direct, based_on transitive depth 5, and the acceptance story's query.
-   The N rows are generated straight into the catalogue with ``upsert_many`` in big
-   batches (realistic metadata, lineage chains); the time it took is printed. The file is
-   kept (``--db``) and reused by later runs with the same N.
+1. Query latency (p50 / p95 ms, default limit 100, newest first — what ``eio search``, the
+   mount and the web page ask) on N artifacts (default 1,000,000), the same corpus in
+   every backend (bench/catalogue_corpus_gen.py, one seed and clock): by user, user +
+   since, file globs (common, rare, prefix, none matching), tag globs (``*dataset*``,
+   none matching), info equality and nested, based_on direct and transitive depth 5,
+   free text, the acceptance story, and the web page's count (``catalogue.count`` of
+   the page's query: the landing page counts every artifact). Each query runs on every
+   backend in turn, the order alternating, so a noisy spell hits all alike; result ids
+   are compared between backends. The corpus is bulk-loaded through the public
+   ``claim_many`` in batches (the load rate), then ANALYZE (VACUUM ANALYZE on
+   PostgreSQL); bytes per artifact on disk. SQLite's file is cached between runs
+   (``--cache``, keyed by N and schema version); PostgreSQL runs on a server started
+   here (``tests.fixtures.postgres.PostgresServer``, stopped by PID) and is loaded
+   afresh. Plans of the queries missing the targets (p50 < 50 ms, p95 < 100 ms) follow:
+   ``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL.
 2. Reindex throughput (artifacts/s) from a local store, and from S3 on SeaweedFS
    (``weed mini``, started here with ``tests.fixtures.s3.SeaweedFS``; a bucket with
-   Object Lock) when ``weed`` is available: with the trust checks of
-   :mod:`elliptio.trust` and, in the same run, without them (the indexer of beca792,
-   patched back in by :func:`unchecked`), as a ratio; a resumed run; and ``eio fsck``'s
-   time per 1,000 artifacts.
+   Object Lock) when ``weed`` is available, into a fresh catalogue of each backend: with
+   the trust checks of :mod:`elliptio.trust` and, in the same run, without them (the
+   indexer of beca792, patched back in by :func:`unchecked`), as a ratio; a resumed run
+   (everything already there); and ``eio fsck``'s time per 1,000 artifacts.
+3. Concurrent saves (bench/catalogue_saves.py): P processes x S ``eio.save`` into one
+   lake on each backend; every row present (asserted), saves/s.
 
-Usage: python bench/bench_catalogue.py [--n 1000000] [--reindex-n 2000] [--db PATH]
-       [--runs 25] [--no-s3]
+Usage: python bench/bench_catalogue.py [--backends sqlite,postgresql] [--n 1000000]
+       [--runs 25] [--cache DIR] [--reindex-n 2000] [--no-s3] [--saves 500 --procs 8]
+       [--skip-queries] [--skip-reindex] [--skip-saves]
 """
 
 from __future__ import annotations
@@ -34,173 +45,161 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.catalogue_backends import (  # noqa: E402
+    Backend,
+    PostgresBackend,
+    SQLiteBackend,
+    fresh_catalogue,
+)
+from bench.catalogue_corpus_gen import (  # noqa: E402
+    DEEP_ROOTS_SQL,
+    PARENTS_SQL,
+    USERS,
+    batches,
+    metadata,
+)
+from bench.catalogue_saves import concurrent_saves  # noqa: E402
 from elliptio import Lake, Settings, indexer  # noqa: E402
 from elliptio.artifact import dump_metadata  # noqa: E402
-from elliptio.catalogue.sqlite import SQLiteCatalogue  # noqa: E402
-from elliptio.ids import id_time, new_id  # noqa: E402
+from elliptio.catalogue import Catalogue, open_catalogue  # noqa: E402
+from elliptio.ids import new_id  # noqa: E402
 from elliptio.query import Query  # noqa: E402
 from tests.fixtures.s3 import SeaweedFS  # noqa: E402
 
-SPAN_MS = 2 * 365 * 86_400_000  # the corpus covers two years up to now
-EXTS = ["txt"] * 10 + ["csv"] * 25 + ["parquet"] * 25 + ["pth"] * 10 + ["json"] * 29 + ["h5"]
-TYPES = ["dataset_list", "model", "evaluation", "report", "dataset", "checkpoint",
-         "features", "predictions", "config", "notebook"]
+TARGET_P50, TARGET_P95 = 50.0, 100.0
+BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
-def metadata(rnd: random.Random, aid: str, users: list[str], tags: list[str],
-             parents: list[str]) -> dict:
-    created = id_time(aid)
-    user = users[min(int(rnd.paretovariate(1.2)) - 1, len(users) - 1)]
-    prefix = f"{created:%Y/%m/%d}/{user}/{aid}"
-    files = []
-    for j in range(rnd.randint(1, 5)):
-        ext = rnd.choice(EXTS)
-        path = rnd.choice(["", "data/", "out/"]) + f"part_{rnd.randrange(1000)}_{j}.{ext}"
-        files.append({"path": path, "size": rnd.randrange(1 << 30),
-                      "sha256": f"{rnd.getrandbits(256):064x}", "object": f"{prefix}/{path}"})
-    return {
-        "elliptio": 1, "id": aid, "user": user,
-        "created": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "prefix": prefix,
-        "info": {"type": rnd.choice(TYPES), "epochs": rnd.randrange(100),
-                 "lr": rnd.choice([0.1, 0.01, 0.001]),
-                 "stratification": f"method-{rnd.randrange(50)}",
-                 "model": {"layers": rnd.randrange(1, 12)}},
-        "tags": rnd.sample(tags, rnd.randint(0, 3)),
-        "based_on": parents,
-        "files": files,
-        "logs": {"pip_freeze": {"path": ".eio/logs/pip_freeze.txt", "size": 2048,
-                                "sha256": f"{rnd.getrandbits(256):064x}",
-                                "object": f"{prefix}/.eio/logs/pip_freeze.txt"}},
-        "provenance": {"host": f"worker-{rnd.randrange(40)}", "user": user,
-                       "python": {"version": "3.11.7"}, "argv": ["train.py"],
-                       "git": {"present": True, "commit": f"{rnd.getrandbits(160):040x}",
-                               "branch": "main", "dirty": False}},
-    }
-
-
-def generate(cat: SQLiteCatalogue, n: int, seed: int = 1) -> tuple[float, list[str]]:
-    """N artifacts; returns (seconds, ids of chain roots with >= 5 levels of descendants)."""
-    rnd = random.Random(seed)
-    users = [f"user{i:03d}" for i in range(200)]
-    tags = [f"tag{i}" for i in range(480)] + [f"{p}dataset{i}" for p in ("", "my-", "raw-")
-                                              for i in range(7)]
-    now = int(time.time() * 1000)
-    times = sorted(rnd.randrange(now - SPAN_MS, now) for _ in range(n))
-    recent: list[str] = []
-    roots: list[str] = []
-    chains: dict[str, str] = {}  # chain tip -> root
-    started = time.perf_counter()
-    batch: list[dict] = []
-    for i, ms in enumerate(times):
-        aid = new_id(ms)
-        parents: list[str] = []
-        r = rnd.random()
-        if r < 0.002 or (i < 50):
-            roots.append(aid)
-            chains[aid] = aid
-        elif r < 0.01 and chains:  # extend a lineage chain (the transitive case)
-            tip = rnd.choice(list(chains)[-50:])
-            parents = [tip]
-            chains[aid] = chains.pop(tip)
-        elif r < 0.3 and recent:
-            parents = rnd.sample(recent, min(len(recent), rnd.randint(1, 2)))
-        batch.append(metadata(rnd, aid, users, tags, parents))
-        recent.append(aid)
-        if len(recent) > 1000:
-            recent.pop(0)
-        if len(batch) >= 20_000:
-            cat.upsert_many(batch)
-            batch.clear()
-            print(f"\r  generated {i + 1:,}/{n:,}", end="", file=sys.stderr, flush=True)
-    if batch:
-        cat.upsert_many(batch)
+# -- query latency --------------------------------------------------------------------------
+def load(backends: list[Backend], n: int, now_ms: int, seed: int, batch: int) -> None:
+    """The corpus into every backend that needs it, batch by batch through claim_many;
+    only the claim_many calls are timed (generating the metadata is not a load cost)."""
+    todo = [b for b in backends if b.needs_load]
+    if not todo:
+        return
+    spent = {b.name: 0.0 for b in todo}
+    done = 0
+    for i, items in enumerate(batches(n, now_ms, seed, batch)):
+        for b in todo if i % 2 == 0 else todo[::-1]:
+            t = time.perf_counter()
+            written, conflicts = b.catalogue.claim_many(items)
+            spent[b.name] += time.perf_counter() - t
+            assert written == len(items) and not conflicts, (b.name, written, conflicts[:3])
+        done += len(items)
+        print(f"\r  loaded {done:,}/{n:,} into {', '.join(spent)}", end="", file=sys.stderr,
+              flush=True)
     print(file=sys.stderr)
-    return time.perf_counter() - started, roots
+    for b in todo:
+        b.load_seconds = spent[b.name]
+        if isinstance(b, SQLiteBackend):
+            b.loaded(now_ms, seed, spent[b.name])
 
 
-def timed(cat: SQLiteCatalogue, queries: list[Query]) -> tuple[float, float, int]:
-    times, hits = [], 0
-    for q in queries:
-        t = time.perf_counter()
-        hits += len(cat.find(q))
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-    return statistics.median(times), p95, hits // max(1, len(queries))
-
-
-def bench_queries(db: Path, n: int, runs: int) -> None:
-    marker = db.with_suffix(".n")
-    if db.exists() and marker.exists() and marker.read_text().split()[0] == str(n):
-        gen = f"reused {db} (generated earlier in {marker.read_text().split()[1]} s)"
-        cat = SQLiteCatalogue(f"sqlite:///{db}")
-    else:
-        for p in db.parent.glob(db.name + "*"):
-            p.unlink()
-        cat = SQLiteCatalogue(f"sqlite:///{db}")
-        seconds, _ = generate(cat, n)
-        cat._db().execute("ANALYZE")
-        marker.write_text(f"{n} {seconds:.0f}")
-        gen = f"{n:,} artifacts generated in {seconds:.0f} s ({n / seconds:,.0f}/s)"
+def query_cases(pick: Backend, runs: int) -> list[tuple[str, bool, list[Query]]]:
+    """(name, is a count, queries): arguments picked from *pick*'s rows and a seeded
+    generator, so every backend gets the same queries."""
     rnd = random.Random(5)
-    db_ = cat._db()
-    # chain roots with the deepest lineage, and parents with direct children
-    deep = [r[0] for r in db_.execute(
-        "WITH RECURSIVE d(root, id, depth) AS (SELECT parent, child, 1 FROM based_on "
-        " WHERE parent IN (SELECT parent FROM based_on GROUP BY parent HAVING count(*) = 1 "
-        " LIMIT 400)"
-        " UNION ALL SELECT d.root, b.child, d.depth + 1 FROM based_on b JOIN d "
-        " ON b.parent = d.id WHERE d.depth < 5) "
-        "SELECT root FROM d GROUP BY root HAVING max(depth) = 5 LIMIT ?", (runs,))]
-    parents = [r[0] for r in db_.execute(
-        "SELECT parent FROM based_on ORDER BY random() LIMIT ?", (runs,))]
-    users = [f"user{rnd.choice([0, 1, 5, 20, 80, 199]):03d}" for _ in range(runs)]
-    cases = [
-        ("by user", [Query.build(user=u) for u in users]),
-        ("user + since 10d", [Query.build(user=u, since="10d") for u in users]),
-        ("file glob *.txt (10% of files)", [Query.build(files="*.txt")] * runs),
-        ("file glob *.h5 (1% of files)", [Query.build(files="*.h5")] * runs),
-        ("file glob data/part_1*", [Query.build(files="data/part_1*")] * runs),
-        ("tag glob *dataset*", [Query.build(tags="*dataset*")] * runs),
-        ("info equality", [Query.build(info={"stratification": f"method-{rnd.randrange(50)}"})
-                           for _ in range(runs)]),
-        ("info nested int", [Query.build(info={"model": {"layers": 3}, "epochs": 7})] * runs),
-        ("based_on direct", [Query.build(based_on=p) for p in parents]),
-        ("based_on transitive depth 5",
+    deep = [r[0] for r in pick.rows(DEEP_ROOTS_SQL, [runs])]
+    every = [r[0] for r in pick.rows(PARENTS_SQL)]
+    parents = every[::max(1, len(every) // runs)][:runs]
+    users = [USERS[rnd.choice([0, 1, 5, 20, 80, 199])] for _ in range(runs)]
+    same = lambda q: [q] * runs  # noqa: E731
+    return [
+        ("by user", False, [Query.build(user=u) for u in users]),
+        ("user + since 10d", False, [Query.build(user=u, since="10d") for u in users]),
+        ("file glob *.txt (10% of files)", False, same(Query.build(files="*.txt"))),
+        ("file glob *.h5 (1% of files)", False, same(Query.build(files="*.h5"))),
+        ("file glob data/part_1*", False, same(Query.build(files="data/part_1*"))),
+        ("exact file name (rare)", False, [Query.build(
+            files=f"part_{rnd.randrange(1000)}_4.h5") for _ in range(runs)]),
+        ("file glob *.nomatch (no match)", False, same(Query.build(files="*.nomatch"))),
+        ("tag glob *dataset*", False, same(Query.build(tags="*dataset*"))),
+        ("tag glob *nomatch* (no match)", False, same(Query.build(tags="*nomatch*"))),
+        ("info equality", False, [Query.build(
+            info={"stratification": f"method-{rnd.randrange(50)}"}) for _ in range(runs)]),
+        ("info nested int", False, same(Query.build(info={"model": {"layers": 3},
+                                                          "epochs": 7}))),
+        ("based_on direct", False, [Query.build(based_on=p) for p in parents]),
+        ("based_on transitive depth 5", False,
          [Query.build(based_on=r, transitive=True, depth=5) for r in deep]),
-        ("story: user+since+*.txt+*dataset*",
+        ("free text (a user name)", False, [Query.build(text=u) for u in users]),
+        ("story: user+since+*.txt+*dataset*", False,
          [Query.build(user=u, since="30d", files="*.txt", tags="*dataset*") for u in users]),
-        ("count(user)", None),
-        # worst cases beyond the targets: globs nothing (or almost nothing) matches scan
-        ("worst: file glob *.nomatch (no match)", [Query.build(files="*.nomatch")] * 5),
-        ("worst: tag glob *nomatch* (no match)", [Query.build(tags="*nomatch*")] * 5),
-        ("exact file name (rare)", [Query.build(files=f"part_{rnd.randrange(1000)}_4.h5")
-                                    for _ in range(runs)]),
-        ("free text (substring)", [Query.build(text=u) for u in users]),
+        ("web count: landing page (all)", True, same(Query())),
+        ("web count: user", True, [Query.build(user=u) for u in users]),
+        ("web count: tag *dataset*", True, same(Query.build(tags="*dataset*"))),
     ]
-    print(f"\n## Query latency on {n:,} artifacts in SQLite (limit 100, newest first)\n")
-    print(f"{gen}; {db.stat().st_size / n:,.0f} bytes/artifact on disk\n")
-    print("| query | p50 ms | p95 ms | rows/query |")
-    print("|---|---:|---:|---:|")
-    for name, queries in cases:
-        if queries is None:
-            times = []
-            for u in users:
-                t = time.perf_counter()
-                cat.count(Query.build(user=u))
-                times.append((time.perf_counter() - t) * 1000)
-            times.sort()
-            print(f"| {name} | {statistics.median(times):.1f} | "
-                  f"{times[int(len(times) * 0.95)]:.1f} | 1 |")
-            continue
+
+
+def run_one(b: Backend, q: Query, count: bool) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = b.catalogue.count(q) if count else [md["id"] for md in b.catalogue.find(q)]
+    return (time.perf_counter() - t) * 1000, out
+
+
+def interleaved(backends: list[Backend], count: bool, queries: list[Query]
+                ) -> tuple[dict[str, tuple[float, float]], float, bool]:
+    """{backend: (p50, p95)}, rows per query, whether every backend answered alike."""
+    for b in backends:  # warm caches and connections
+        for q in queries[:2]:
+            run_one(b, q, count)
+    times: dict[str, list[float]] = {b.name: [] for b in backends}
+    rows, alike = 0, True
+    for i, q in enumerate(queries):
+        answers = {}
+        for b in backends if i % 2 == 0 else backends[::-1]:
+            ms, answers[b.name] = run_one(b, q, count)
+            times[b.name].append(ms)
+        first = answers[backends[0].name]
+        alike &= all(a == first for a in answers.values())
+        rows += first if count else len(first)  # type: ignore[operator, arg-type]
+    stats = {}
+    for name, ts in times.items():
+        ts.sort()
+        stats[name] = (statistics.median(ts), ts[min(len(ts) - 1, int(len(ts) * 0.95))])
+    return stats, rows / len(queries), alike
+
+
+def bench_queries(backends: list[Backend], n: int, runs: int, seed: int, batch: int) -> None:
+    cached = [b for b in backends if isinstance(b, SQLiteBackend) and not b.needs_load]
+    now_ms = cached[0].meta["now_ms"] if cached else int(time.time() * 1000)
+    load(backends, n, now_ms, seed, batch)
+    print(f"\n## Query latency on {n:,} artifacts (limit 100, newest first; p50 / p95 ms of "
+          f"{runs} queries each, backends interleaved)\n")
+    for b in backends:
+        analyzed = b.analyze()
+        size, what = b.size()
+        how = "cached from an earlier run" if b in cached else "this run"
+        print(f"- {b.name}: bulk load {n / b.load_seconds:,.0f} artifacts/s "  # type: ignore[operator]
+              f"({b.load_seconds:.0f} s, {how}; claim_many in batches of {batch:,}), "
+              f"ANALYZE {analyzed:.1f} s; {size / n:,.0f} bytes/artifact ({what})")
+    names = [b.name for b in backends]
+    head = "| query | rows/query | " + " | ".join(f"{x} p50 | {x} p95" for x in names)
+    ratios = [f"{x}/{names[0]} p50 | p95" for x in names[1:]]
+    print("\n" + head + "".join(f" | {r}" for r in ratios) + " |")
+    print("|---|---:|" + "---:|---:|" * len(names) + "---:|---:|" * len(ratios))
+    misses = []
+    for name, count, queries in query_cases(backends[0], runs):
         if not queries:
-            print(f"| {name} | – | – | no such data |")
+            print(f"| {name} | no such data |" + " – |" * (2 * len(names) + 2 * len(ratios)))
             continue
-        timed(cat, queries[:2])  # warm the page cache
-        p50, p95, rows = timed(cat, queries)
-        print(f"| {name} | {p50:.1f} | {p95:.1f} | {rows} |", flush=True)
-    cat.close()
+        stats, rows, alike = interleaved(backends, count, queries)
+        cells = []
+        for b in backends:
+            p50, p95 = stats[b.name]
+            if p50 >= TARGET_P50 or p95 >= TARGET_P95:
+                misses.append((name, b, queries[0], count))
+            cells += [f"{p50:.1f}" + (" ✗" if p50 >= TARGET_P50 else ""),
+                      f"{p95:.1f}" + (" ✗" if p95 >= TARGET_P95 else "")]
+        ref = stats[names[0]]
+        for x in names[1:]:
+            cells += [f"{stats[x][0] / ref[0]:.2f}", f"{stats[x][1] / ref[1]:.2f}"]
+        shown = f"{rows:,.0f}" + ("" if alike else " (backends differ!)")
+        print(f"| {name} | {shown} | {' | '.join(cells)} |", flush=True)
+    print(f"\n✗ misses the target (p50 < {TARGET_P50:.0f} ms, p95 < {TARGET_P95:.0f} ms)")
+    for name, b, q, count in misses:
+        print(f"\n### {name} on {b.name}: {'count of ' if count else ''}{q.to_text() or 'all'}"
+              f"\n\n```\n{b.plan(q, count)}\n```")
 
 
 # -- reindex throughput ---------------------------------------------------------------------
@@ -262,28 +261,34 @@ def unchecked():
         reading.read_metadata, rebuild.claim, rebuild._read_or_error = saved
 
 
-def reindex_rate(lake: Lake, root: Path, name: str) -> list[str]:
-    """Rates of a first reindex with the checks and without (the peer; best of 5 each,
-    alternated), of a resumed one, and fsck's time per 1,000 artifacts."""
+def reindex_rate(lake: Lake, new_url) -> list[str]:
+    """Rates of a first reindex into a fresh catalogue (``new_url()``) with the checks and
+    without (the peer; best of 5 each, alternated), of a resumed one (into a catalogue
+    that has them all), and fsck's time per 1,000 artifacts on that catalogue."""
     best = {"checked": float("inf"), "unchecked": float("inf")}
     for run in range(5):  # alternated, so a slow spell of a noisy machine hits both
         order = (("checked", contextlib.nullcontext), ("unchecked", unchecked))
         for label, ctx in order if run % 2 == 0 else order[::-1]:
-            target = SQLiteCatalogue(f"sqlite:///{root}/{name}-{label}-{run}.sqlite")
+            target = open_catalogue(new_url())
             with ctx():
                 t = time.perf_counter()
                 report = indexer.reindex(lake, catalogue=target)
                 best[label] = min(best[label], time.perf_counter() - t)
             assert report.indexed == report.scanned and not report.quarantined, report
-            target.close()
+            if label == "checked":
+                full: Catalogue = target
+            else:
+                target.close()
     out = [best["checked"], best["unchecked"]]
     t = time.perf_counter()
-    again = indexer.reindex(lake)
+    again = indexer.reindex(lake, catalogue=full)
     out.append(time.perf_counter() - t)
+    assert again.skipped == again.scanned, again
     t = time.perf_counter()
-    report = indexer.fsck(lake)
+    report = indexer.fsck(Lake(lake.settings, store=lake.store, catalogue=full))
     out.append(time.perf_counter() - t)
     assert report.clean and report.checked == again.scanned, report
+    full.close()
     n = again.scanned
     return [f"{n / out[0]:,.0f}/s", f"{n / out[1]:,.0f}/s", f"{out[0] / out[1]:.2f}",
             f"{n / out[2]:,.0f}/s", f"{out[3] / n * 1000:.2f} s"]
@@ -304,46 +309,84 @@ def seaweed_lake(root: Path, stack: contextlib.ExitStack) -> Lake | None:
     return lake
 
 
-def bench_reindex(n: int, no_s3: bool) -> None:
+def bench_reindex(n: int, no_s3: bool, kinds: list[str], server: object) -> None:
     print(f"\n## Reindex throughput and fsck ({n:,} artifacts, one in five a dedup "
-          "reference; into fresh SQLite catalogues; best of 5, alternated)\n")
-    print("| source | reindex with the trust checks | without (beca792's indexer) | "
+          "reference; into fresh catalogues; best of 5, alternated)\n")
+    print("| source | into | reindex with the trust checks | without (beca792's indexer) | "
           "time ratio | resumed run | fsck per 1,000 artifacts |")
-    print("|---|---:|---:|---:|---:|---:|")
-    with tempfile.TemporaryDirectory(prefix="eio-bench-") as tmp:
+    print("|---|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="eio-bench-") as tmp, \
+            contextlib.ExitStack() as stack:  # servers stop before tmp is removed
         root = Path(tmp)
         local = Lake(Settings.load(store=f"file://{root}/store",
                                    catalogue=f"sqlite:///{root}/cat.sqlite", user="bench"))
-        fill_store(local, n)
-        print(f"| local store | {' | '.join(reindex_rate(local, root, 'local'))} |",
-              flush=True)
-        local.close()
-        if not no_s3:
-            with contextlib.ExitStack() as stack:  # the server stops before tmp is removed
-                s3 = seaweed_lake(root, stack)
-                if s3 is not None:
-                    fill_store(s3, n)
-                    print(f"| S3 on SeaweedFS (weed mini, loopback) | "
-                          f"{' | '.join(reindex_rate(s3, root, 's3'))} |")
+        stack.callback(local.close)
+        sources = [("local store", local)]
+        s3 = None if no_s3 else seaweed_lake(root, stack)
+        if s3 is not None:
+            sources.append(("S3 on SeaweedFS (weed mini, loopback)", s3))
+        for name, lake in sources:
+            fill_store(lake, n)
+            for kind in kinds:
+                urls = fresh_catalogue(kind, root, server)
+                print(f"| {name} | {BACKENDS[kind]} | "
+                      f"{' | '.join(reindex_rate(lake, urls))} |", flush=True)
+
+
+# -- concurrent saves -----------------------------------------------------------------------
+def bench_saves(procs: int, saves: int, kinds: list[str], server: object) -> None:
+    print(f"\n## Concurrent saves: {procs} processes x {saves} eio.save into one lake "
+          "(local store; one small file each)\n")
+    print("| catalogue | rows present | saves/s (all processes) | wall s | "
+          "ms per save (slowest process) |")
+    print("|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="eio-bench-saves-cat-") as tmp:
+        for kind in kinds:
+            r = concurrent_saves(fresh_catalogue(kind, Path(tmp), server)(), procs, saves)
+            print(f"| {BACKENDS[kind]} | {r['saves']:,} of {procs * saves:,} | "
+                  f"{r['rate']:,.0f} | {r['wall']:.1f} | {r['ms_per_save']:.1f} |", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backends", default="sqlite,postgresql",
+                    help="comma-separated, of: " + ", ".join(BACKENDS))
     ap.add_argument("--n", type=int, default=1_000_000, help="artifacts in the query corpus")
-    ap.add_argument("--reindex-n", type=int, default=2000, help="artifacts to reindex")
+    ap.add_argument("--seed", type=int, default=1, help="of the query corpus")
+    ap.add_argument("--batch", type=int, default=20_000, help="artifacts per claim_many")
     ap.add_argument("--runs", type=int, default=25, help="queries per row")
-    ap.add_argument("--db", type=Path, default=Path(tempfile.gettempdir()) / "eio-bench-1m"
-                    / "catalogue.sqlite", help="where the query corpus is kept between runs")
-    ap.add_argument("--no-s3", action="store_true", help="skip the SeaweedFS row")
-    ap.add_argument("--skip-queries", action="store_true")
-    ap.add_argument("--skip-reindex", action="store_true")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
+                    / "eio-bench-catalogue", help="where SQLite corpora are kept between runs")
+    ap.add_argument("--reindex-n", type=int, default=2000, help="artifacts to reindex")
+    ap.add_argument("--no-s3", action="store_true", help="skip the SeaweedFS rows")
+    ap.add_argument("--saves", type=int, default=500, help="saves per process")
+    ap.add_argument("--procs", type=int, default=8, help="saving processes")
+    for part in ("queries", "reindex", "saves"):
+        ap.add_argument(f"--skip-{part}", action="store_true")
     args = ap.parse_args()
-    if not args.skip_queries:
-        args.db.parent.mkdir(parents=True, exist_ok=True)
-        db = args.db if args.n == 1_000_000 else args.db.with_name(f"catalogue-{args.n}.sqlite")
-        bench_queries(db, args.n, args.runs)
-    if not args.skip_reindex:
-        bench_reindex(args.reindex_n, args.no_s3)
+    kinds = [k.strip() for k in args.backends.split(",") if k.strip()]
+    if not kinds or set(kinds) - set(BACKENDS):
+        ap.error(f"--backends: a comma-separated list of {', '.join(BACKENDS)}")
+    with contextlib.ExitStack() as stack:
+        server = None
+        if "postgresql" in kinds:
+            from tests.fixtures.postgres import PostgresServer
+
+            server = stack.enter_context(PostgresServer())
+            print(f"# PostgreSQL server pid {server.pid} on 127.0.0.1:{server.port}",
+                  file=sys.stderr)
+        if not args.skip_queries:
+            backends: list[Backend] = []
+            for k in kinds:
+                b = SQLiteBackend(args.cache, args.n) if k == "sqlite" else \
+                    PostgresBackend(server)
+                stack.callback(b.close)
+                backends.append(b)
+            bench_queries(backends, args.n, args.runs, args.seed, args.batch)
+        if not args.skip_reindex:
+            bench_reindex(args.reindex_n, args.no_s3, kinds, server)
+        if not args.skip_saves:
+            bench_saves(args.procs, args.saves, kinds, server)
 
 
 if __name__ == "__main__":
