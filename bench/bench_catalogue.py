@@ -342,9 +342,12 @@ def bench_saves(procs: int, saves: int, kinds: list[str], server: object) -> Non
     print("|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="eio-bench-saves-cat-") as tmp:
         for kind in kinds:
-            r = concurrent_saves(fresh_catalogue(kind, Path(tmp), server)(), procs, saves)
-            print(f"| {BACKENDS[kind]} | {r['saves']:,} of {procs * saves:,} | "
-                  f"{r['rate']:,.0f} | {r['wall']:.1f} | {r['ms_per_save']:.1f} |", flush=True)
+            urls = fresh_catalogue(kind, Path(tmp), server)
+            for p in (procs, 1):  # one process alone: what contention costs
+                r = concurrent_saves(urls(), p, saves)
+                print(f"| {BACKENDS[kind]}, {p} process{'es' if p > 1 else ''} | "
+                      f"{r['saves']:,} of {p * saves:,} | {r['rate']:,.0f} | "
+                      f"{r['wall']:.1f} | {r['ms_per_save']:.1f} |", flush=True)
 
 
 def main() -> None:

@@ -87,8 +87,10 @@ class SQLiteBackend(Backend):
         return time.perf_counter() - t
 
     def size(self) -> tuple[int, str]:
-        files = [self.path, Path(f"{self.path}-wal")]
-        return sum(p.stat().st_size for p in files if p.exists()), "file + WAL"
+        main = self.path.stat().st_size
+        wal = Path(f"{self.path}-wal")
+        wal_size = wal.stat().st_size if wal.exists() else 0
+        return main + wal_size, f"file {main / 2**20:,.0f} MiB + WAL {wal_size / 2**20:,.0f} MiB"
 
     def plan(self, query: Query, count: bool) -> str:
         sql, params = compile_sql(query, count=count)
