@@ -170,7 +170,7 @@ def bench_queries(backends: list[Backend], n: int, runs: int, seed: int, batch: 
         analyzed = b.analyze()
         size, what = b.size()
         how = "cached from an earlier run" if b in cached else "this run"
-        print(f"- {b.name}: bulk load {n / b.load_seconds:,.0f} artifacts/s "  # type: ignore[operator]
+        print(f"- {b.name} (schema {b.schema()}): bulk load {n / b.load_seconds:,.0f} artifacts/s "  # type: ignore[operator]
               f"({b.load_seconds:.0f} s, {how}; claim_many in batches of {batch:,}), "
               f"ANALYZE {analyzed:.1f} s; {size / n:,.0f} bytes/artifact ({what})")
     names = [b.name for b in backends]
@@ -370,6 +370,9 @@ def main() -> None:
     kinds = [k.strip() for k in args.backends.split(",") if k.strip()]
     if not kinds or set(kinds) - set(BACKENDS):
         ap.error(f"--backends: a comma-separated list of {', '.join(BACKENDS)}")
+    import elliptio
+
+    print(f"# elliptio from {Path(elliptio.__file__).parent}")
     with contextlib.ExitStack() as stack:
         server = None
         if "postgresql" in kinds:

@@ -49,6 +49,10 @@ class Backend:
     def plan(self, query: Query, count: bool) -> str:
         raise NotImplementedError
 
+    def schema(self) -> str:
+        """The schema version the loaded catalogue records."""
+        return str(self.rows("SELECT max(version) FROM schema")[0][0])
+
     def close(self) -> None:
         self.catalogue.close()
 
