@@ -1,7 +1,9 @@
 """The catalogue contract, written once and run against every backend.
 
-Backends: SQLite (a temporary file), mongomock (in-process), and a real MongoDB whenever
-``ELLIPTIO_TEST_MONGO_URI`` is set (each test gets its own database, dropped afterwards).
+Backends: SQLite (a temporary file), mongomock (in-process), a real PostgreSQL server the
+tests start themselves (``tests/fixtures/postgres.py``; each test gets its own database,
+dropped afterwards), and a real MongoDB whenever ``ELLIPTIO_TEST_MONGO_URI`` is set (each
+test gets its own database, dropped afterwards).
 Every query is also checked against :func:`tests.catalogue_corpus.reference_find`, which
 reads the semantics straight from the query module's docstring.
 
@@ -47,12 +49,14 @@ from .catalogue_corpus import (
 )
 
 MONGO_URI = os.environ.get("ELLIPTIO_TEST_MONGO_URI")
-BACKENDS = ["sqlite", "mongomock"] + (["mongodb"] if MONGO_URI else [])
+BACKENDS = ["sqlite", "mongomock", "postgresql"] + (["mongodb"] if MONGO_URI else [])
 
 
-def _open(kind: str, tmp_path) -> tuple[Catalogue, object]:
+def _open(kind: str, tmp_path, request) -> tuple[Catalogue, object]:
     if kind == "sqlite":
         return SQLiteCatalogue(f"sqlite:///{tmp_path}/cat.sqlite"), None
+    if kind == "postgresql":
+        return open_catalogue(request.getfixturevalue("pg_url")), None
     from elliptio.catalogue.mongo import MongoCatalogue
 
     if kind == "mongomock":
@@ -66,7 +70,7 @@ def _open(kind: str, tmp_path) -> tuple[Catalogue, object]:
 
 @pytest.fixture(params=BACKENDS)
 def cat(request, tmp_path):
-    c, db = _open(request.param, tmp_path)
+    c, db = _open(request.param, tmp_path, request)
     yield c
     if db is not None:
         c._client.drop_database(db)  # type: ignore[attr-defined]

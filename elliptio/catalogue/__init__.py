@@ -1,4 +1,5 @@
-"""Catalogues, chosen by URL scheme: ``sqlite:///path`` and ``mongodb://``/``mongodb+srv://``."""
+"""Catalogues, chosen by URL scheme: ``sqlite:///path``, ``mongodb://``/``mongodb+srv://``
+and ``postgresql://``/``postgres://``."""
 
 from __future__ import annotations
 
@@ -20,11 +21,18 @@ def open_catalogue(url: str, **options: object) -> Catalogue:
             return SQLiteCatalogue(url, cache_kib=int(cache_mb) * 1024)  # type: ignore[call-overload]
         return SQLiteCatalogue(url)
     options.pop("sqlite_cache_mb", None)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresCatalogue
+
+        # database and collection name MongoDB's; a PostgreSQL URL names its database
+        options.pop("database", None)
+        options.pop("collection", None)
+        return PostgresCatalogue(url, **options)  # type: ignore[arg-type]
     if scheme in ("mongodb", "mongodb+srv"):
         from .mongo import MongoCatalogue
 
         return MongoCatalogue(url, **options)  # type: ignore[arg-type]
     raise ConfigError(
-        f"unknown catalogue URL {redact_url(url)!r}: use sqlite:///path or mongodb://host/ "
-        "(mongodb+srv://)"
+        f"unknown catalogue URL {redact_url(url)!r}: use sqlite:///path, mongodb://host/ "
+        "(mongodb+srv://) or postgresql://user@host/database (postgres://)"
     )

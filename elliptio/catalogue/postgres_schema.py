@@ -1,0 +1,173 @@
+"""The PostgreSQL catalogue's schema: its tables, its indexes, and how it is created and
+migrated on open (:func:`migrate`).
+
+The tables are SQLite's (:func:`elliptio.catalogue.sqlite.create_tables`), so the one SQL
+compiler serves both; what differs is PostgreSQL's:
+
+- every text column that is compared or sorted is ``COLLATE "C"``: byte order, which for
+  UTF-8 is code-point order, SQLite's order (ids, the keyset cursor, ``distinct``), and
+  the collation that lets a b-tree answer a prefix ``LIKE``;
+- ``info`` is a ``jsonb`` column of the artifact — ``{"dotted.key": ["canonical JSON",
+  ...]}``, one entry per leaf of ``info`` (:func:`elliptio.query.flatten_info`; a list
+  because ``{"a.b": 1, "a": {"b": 2}}`` has two leaves named ``a.b``) — with a
+  ``jsonb_path_ops`` GIN index that answers ``@>``, instead of SQLite's ``info`` table;
+- ``pg_trgm`` GIN indexes answer substring globs (``*dataset*``, ``*.nomatch``) and free
+  text without a scan, beside the b-trees for equality and prefixes.
+
+Versions: :data:`STEPS` is the history, one entry per version; a new database replays all
+of them, an older one the ones it lacks, in one transaction under a transaction-scoped
+advisory lock (:data:`LOCK_KEY`), so two processes opening the same new database at once
+do not race: the second waits, then finds the schema made. ``schema.version`` says which
+step was applied last. Version 1 is the tables with their b-tree and jsonb indexes,
+version 2 the ``pg_trgm`` indexes (the part that needs the extension,
+:func:`ensure_pg_trgm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import CatalogueError
+
+#: pg_advisory_xact_lock key held while the schema is created or migrated ("EIOS")
+LOCK_KEY = 0x45494F53
+
+_TABLES = """
+CREATE TABLE artifacts (
+    id       text COLLATE "C" PRIMARY KEY, -- artifact id (time-ordered): sort, keyset, time
+    "user"   text COLLATE "C" NOT NULL,    -- who saved it (store layout segment)
+    created  text NOT NULL,                -- ISO-8601 UTC creation time, for display
+    type     text COLLATE "C",             -- info.type as text, the most common filter
+    prefix   text COLLATE "C" NOT NULL,    -- store key prefix YYYY/MM/DD/<user>/<id>
+    text     text COLLATE "C" NOT NULL,    -- lower-cased words for free-text search
+    info     jsonb NOT NULL,               -- {dotted key: [canonical JSON of each leaf]}
+    metadata text NOT NULL                 -- metadata.yaml as JSON text, verbatim
+);
+CREATE INDEX artifacts_user ON artifacts ("user", id);
+CREATE INDEX artifacts_type ON artifacts (type, id);
+CREATE INDEX artifacts_info ON artifacts USING gin (info jsonb_path_ops);
+
+CREATE TABLE files (
+    artifact text COLLATE "C" NOT NULL,    -- artifacts.id
+    path     text COLLATE "C" NOT NULL,    -- relative path inside the artifact
+    name     text COLLATE "C" NOT NULL,    -- last component of path (globs without '/')
+    size     bigint NOT NULL,              -- bytes
+    sha256   text COLLATE "C" NOT NULL,    -- hex digest of the content
+    object   text COLLATE "C" NOT NULL,    -- store key of the bytes (another's if dedup)
+    PRIMARY KEY (artifact, path)
+);
+CREATE INDEX files_name ON files (name, artifact);
+CREATE INDEX files_sha ON files (sha256, size);
+
+CREATE TABLE tags (
+    artifact text COLLATE "C" NOT NULL,    -- artifacts.id
+    tag      text COLLATE "C" NOT NULL,    -- one tag as saved (queries look at type too)
+    PRIMARY KEY (artifact, tag)
+);
+CREATE INDEX tags_tag ON tags (tag, artifact);
+
+CREATE TABLE based_on (
+    child  text COLLATE "C" NOT NULL,      -- artifacts.id of the newer artifact
+    parent text COLLATE "C" NOT NULL,      -- an id it was based on (may be uncatalogued)
+    PRIMARY KEY (child, parent)
+);
+CREATE INDEX based_on_parent ON based_on (parent, child);
+"""
+
+_TRIGRAMS = """
+CREATE INDEX artifacts_type_trgm ON artifacts USING gin (type gin_trgm_ops);
+CREATE INDEX artifacts_text_trgm ON artifacts USING gin (text gin_trgm_ops);
+CREATE INDEX files_name_trgm ON files USING gin (name gin_trgm_ops);
+CREATE INDEX files_path_trgm ON files USING gin (path gin_trgm_ops);
+CREATE INDEX tags_tag_trgm ON tags USING gin (tag gin_trgm_ops);
+"""
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _tables(conn: Any, where: str) -> None:
+    for statement in _statements(_TABLES):
+        conn.execute(statement)
+
+
+def _trigrams(conn: Any, where: str) -> None:
+    ensure_pg_trgm(conn, where)
+    for statement in _statements(_TRIGRAMS):
+        conn.execute(statement)
+
+
+#: the schema's history: STEPS[n] takes a database from version n to n + 1
+STEPS: list[Callable[[Any, str], None]] = [_tables, _trigrams]
+SCHEMA_VERSION = len(STEPS)
+
+
+def version(conn: Any) -> int | None:
+    """The schema version of the database, or None when it has no catalogue yet."""
+    row = conn.execute("SELECT to_regclass('schema') IS NOT NULL").fetchone()
+    if not row[0]:
+        return None
+    row = conn.execute("SELECT max(version) FROM schema").fetchone()
+    return row[0] if row and row[0] is not None else 0
+
+
+def migrate(conn: Any, where: str, *, upto: int = SCHEMA_VERSION) -> int:
+    """Create or migrate the schema on *conn* (autocommit) to version *upto*; returns the
+    version found. Refuses a database newer than this code. *where* names the catalogue
+    in messages."""
+    found = version(conn)
+    if found == upto:
+        return found
+    _refuse_newer(found, where)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        found = version(conn)  # again: another process may have done it meanwhile
+        if found == upto:
+            return found
+        _refuse_newer(found, where)
+        if found is None:
+            conn.execute("CREATE TABLE schema (version integer NOT NULL)"
+                         " -- the last of STEPS applied")
+        for step in STEPS[found or 0:upto]:
+            step(conn, where)
+        conn.execute("DELETE FROM schema")
+        conn.execute("INSERT INTO schema (version) VALUES (%s)", (upto,))
+    return found if found is not None else 0
+
+
+def _refuse_newer(found: int | None, where: str) -> None:
+    if found is not None and found > SCHEMA_VERSION:
+        raise CatalogueError(
+            f"PostgreSQL catalogue {where} has schema version {found}, this ElliptIO knows "
+            f"only up to {SCHEMA_VERSION}: upgrade ElliptIO (or rebuild into a new database "
+            "with `eio reindex --to`)"
+        )
+
+
+def ensure_pg_trgm(conn: Any, where: str) -> None:
+    """Create the ``pg_trgm`` extension unless it exists; when this user may not (it is a
+    trusted extension from PostgreSQL 13 on, so CREATE on the database suffices), one
+    clear :class:`CatalogueError` with what an administrator must run."""
+    import psycopg
+
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").fetchone():
+        return
+    try:
+        with conn.transaction():  # a savepoint: the error names the real cause
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        who = conn.execute("SELECT current_user, current_database()").fetchone()
+        raise CatalogueError(
+            f"PostgreSQL catalogue {where} needs the extension pg_trgm, and user "
+            f"{who[0]!r} may not create it in database {who[1]!r}: an administrator must "
+            f'run `CREATE EXTENSION pg_trgm;` in database "{who[1]}" once'
+        ) from exc
+    except (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported,
+            psycopg.errors.UndefinedObject) as exc:
+        raise CatalogueError(
+            f"PostgreSQL catalogue {where} needs the extension pg_trgm, which this server "
+            "does not have: install PostgreSQL's contrib modules on the server (Debian's "
+            "postgresql package ships them), then run `CREATE EXTENSION pg_trgm;`"
+        ) from exc
