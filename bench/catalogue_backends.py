@@ -49,9 +49,9 @@ class Backend:
     def plan(self, query: Query, count: bool) -> str:
         raise NotImplementedError
 
-    def schema(self) -> str:
-        """The schema version the loaded catalogue records."""
-        return str(self.rows("SELECT max(version) FROM schema")[0][0])
+    def describe(self) -> str:
+        """The schema version the loaded catalogue records, and the settings that weigh."""
+        return f"schema {self.rows('SELECT max(version) FROM schema')[0][0]}"
 
     def close(self) -> None:
         self.catalogue.close()
@@ -89,6 +89,10 @@ class SQLiteBackend(Backend):
         t = time.perf_counter()
         self.rows("ANALYZE")
         return time.perf_counter() - t
+
+    def describe(self) -> str:
+        mode = self.rows("PRAGMA journal_mode")[0][0]
+        return f"{super().describe()}; journal_mode={mode}, synchronous=NORMAL (the catalogue's)"
 
     def size(self) -> tuple[int, str]:
         main = self.path.stat().st_size
@@ -141,6 +145,11 @@ class PostgresBackend(Backend):
         (db,), = self.rows("SELECT pg_database_size(current_database())")
         return int(total), f"tables + indexes + TOAST (database {db / 2**20:,.0f} MiB)"
 
+    def describe(self) -> str:
+        settings = ", ".join(f"{k}={self.rows(f'SHOW {k}')[0][0]}" for k in (
+            "server_version", "fsync", "synchronous_commit", "shared_buffers", "work_mem"))
+        return f"{super().describe()}; {settings} (tests.fixtures.postgres)"
+
     def plan(self, query: Query, count: bool) -> str:
         from elliptio.query.sql_postgres import compile_postgres
 
@@ -159,6 +168,6 @@ def fresh_catalogue(kind: str, root: Path, server: Any) -> Callable[[], str]:
         made[0] += 1
         if kind == "sqlite":
             return f"sqlite:///{root}/fresh-{made[0]}.sqlite"
-        return server.url(server.create_database(f"eio_fresh_{made[0]}"))
+        return server.url(server.create_database())  # a name of its own
 
     return url
