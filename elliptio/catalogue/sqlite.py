@@ -5,7 +5,8 @@ thread ends or when the catalogue closes (:class:`~elliptio.connections.PerThrea
 wait up to
 ``BUSY_TIMEOUT`` seconds for a lock held by another process, then fail with a clear
 :class:`~elliptio.errors.CatalogueError`. The schema is created by :func:`create_tables`
-and its version checked on every open.
+and its version checked on every open; a version-1 file (before the search index) is
+migrated then, once (:mod:`.sqlite_search` builds the index from the rows).
 """
 
 from __future__ import annotations
@@ -19,19 +20,25 @@ from urllib.parse import unquote, urlparse
 
 from ..connections import PerThread, open_wal
 from ..errors import CatalogueError, ConfigError
-from ..query import Query, compile_sql
+from ..query import Query, id_floor
+from ..query.sql import CANDIDATES, SQLiteCompiler
+from ..query.trigrams import match_expression
 from ..redact import redact_url
+from . import sqlite_search as search
 from .base import Catalogue, Conflict, index_fields
 
-SCHEMA_VERSION = 1
+#: 1: the tables; 2: and the trigram search index (:mod:`.sqlite_search`)
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT = 10.0
 #: page cache per connection, KiB
 CACHE_KIB = 256 * 1024
 
 
 def create_tables(db: sqlite3.Connection) -> None:
-    """The schema. Every query field has an index; ids are ULID-like, so the primary key
-    orders by creation time and doubles as the time index."""
+    """The tables, as version 1 made them; :func:`upgrade` adds what later versions do
+    (2: the search index), on a new file as on an old one. Every query field has an index;
+    ids are ULID-like, so the primary key orders by creation time and doubles as the time
+    index."""
     db.executescript(
         f"""
         CREATE TABLE IF NOT EXISTS artifacts (
@@ -81,11 +88,34 @@ def create_tables(db: sqlite3.Connection) -> None:
         CREATE INDEX IF NOT EXISTS based_on_parent ON based_on(parent, child);
 
         CREATE TABLE IF NOT EXISTS schema (
-            version INTEGER NOT NULL    -- SCHEMA_VERSION of the code that created the file
+            version INTEGER NOT NULL    -- 1 as created; SCHEMA_VERSION once upgraded
         );
-        INSERT INTO schema(version) SELECT {SCHEMA_VERSION} WHERE NOT EXISTS (SELECT 1 FROM schema);
+        INSERT INTO schema(version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema);
         """
     )
+
+
+def upgrade(db: sqlite3.Connection, path: str) -> None:
+    """Bring a version-1 file to :data:`SCHEMA_VERSION` in one transaction: 2 adds the
+    search index (:mod:`.sqlite_search`), built from the rows. A reader meanwhile sees
+    version 1 and waits; an interrupted build leaves version 1, to be built again."""
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        if _version(db) != 1:  # another process upgraded it while this one waited
+            return
+        db.execute(search.DDL)
+        search.build(db, path)
+        db.execute("UPDATE schema SET version = ?", (SCHEMA_VERSION,))
+
+
+def _version(db: sqlite3.Connection) -> int | None:
+    row = db.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='schema'"
+    ).fetchone()
+    if row is None:
+        return None
+    v = db.execute("SELECT version FROM schema").fetchone()
+    return v[0] if v else None
 
 
 def _path_of(url: str) -> str:
@@ -119,6 +149,7 @@ class SQLiteCatalogue(Catalogue):
                 if self._memory is None:
                     self._memory = sqlite3.connect(":memory:", check_same_thread=False)
                     create_tables(self._memory)
+                    upgrade(self._memory, self.path)
                 return self._memory
         return self._connections.get()
 
@@ -136,26 +167,19 @@ class SQLiteCatalogue(Catalogue):
         # catalogue (bulk reindex slowed 4x by 250k artifacts); pages are allocated
         # only as used
         db.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")
-        version = self._version(db)
+        version = _version(db)
         if version is None:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 create_tables(db)
+            version = 1
+        if version == 1:
+            upgrade(db, self.path)
         elif version != SCHEMA_VERSION:
             raise CatalogueError(
                 f"catalogue {self.path} has schema version {version}, this ElliptIO "
                 f"needs {SCHEMA_VERSION}: rebuild it with `eio reindex` into a new file"
             )
-
-    @staticmethod
-    def _version(db: sqlite3.Connection) -> int | None:
-        row = db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name='schema'"
-        ).fetchone()
-        if row is None:
-            return None
-        v = db.execute("SELECT version FROM schema").fetchone()
-        return v[0] if v else None
 
     def _translate(self, exc: sqlite3.Error, what: str) -> CatalogueError:
         msg = str(exc)
@@ -176,9 +200,18 @@ class SQLiteCatalogue(Catalogue):
     # -- writing -------------------------------------------------------------------------
     def _insert(self, db: sqlite3.Connection, md: Mapping[str, Any]) -> Conflict | None:
         f = index_fields(md)
-        held = db.execute("SELECT prefix FROM artifacts WHERE id = ?", (f.id,)).fetchone()
-        if held is not None and held[0] != f.prefix:
-            return Conflict(f.id, held[0], f.prefix)
+        try:
+            bucket = search.Bucket(f.id)
+        except ValueError as exc:
+            raise CatalogueError(f"catalogue {self.path}: {exc}") from None
+        # the artifacts sharing the id's search document (almost always none or itself)
+        members = dict(db.execute("SELECT id, prefix FROM artifacts WHERE id >= ? AND id < ?",
+                                  (bucket.lo, bucket.hi)).fetchall())
+        held = members.get(f.id)
+        if held is not None and held != f.prefix:
+            return Conflict(f.id, held, f.prefix)
+        if members:  # the document as the rows make it still, before they change
+            search.forget(db, bucket)
         for table, col in (("files", "artifact"), ("tags", "artifact"), ("info", "artifact"),
                            ("based_on", "child")):
             db.execute(f"DELETE FROM {table} WHERE {col} = ?", (f.id,))
@@ -198,6 +231,7 @@ class SQLiteCatalogue(Catalogue):
                        [(f.id, k, v) for k, v in f.info])
         db.executemany("INSERT INTO based_on(child, parent) VALUES (?,?)",
                        [(f.id, p) for p in f.based_on])
+        search.add(db, bucket)
         return None
 
     def claim_many(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, list[Conflict]]:
@@ -233,12 +267,35 @@ class SQLiteCatalogue(Catalogue):
         return json.loads(rows[0][0]) if rows else None
 
     def find(self, query: Query) -> list[dict[str, Any]]:
-        sql, params = compile_sql(query)
-        return [json.loads(md) for _id, md in self._rows(sql, params)]
+        return [json.loads(md) for _id, md in self._answer(query, count=False)]
 
     def count(self, query: Query) -> int:
-        sql, params = compile_sql(query, count=True)
-        return self._rows(sql, params)[0][0]
+        return self._answer(query, count=True)
+
+    def _answer(self, q: Query, *, count: bool) -> Any:
+        """The rows (or the count) of *q*: narrowed by the search index when a glob or the
+        text gives it trigrams and the index finds few enough candidates; else the plain
+        statement (:mod:`.sqlite_search` says when)."""
+        compiler = SQLiteCompiler(q, count=count, search=True)
+        sql, params = compiler.compile()
+        if compiler.trigrams:
+            lo, hi = search.bounds(
+                None if q.since is None else id_floor(q.since),
+                None if q.until is None else id_floor(q.until),
+                q.after, q.order == "newest")
+            try:
+                found = search.find(
+                    self._db(), sql, params, params.index(CANDIDATES),
+                    match_expression(compiler.trigrams), lo=lo, hi=hi,
+                    newest=q.order == "newest", limit=None if count else q.limit,
+                    count=count)
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "query") from exc
+            if found is not None:
+                return found
+            sql, params = SQLiteCompiler(q, count=count).compile()
+        rows = self._rows(sql, params)
+        return rows[0][0] if count else rows
 
     def existing(self, ids: Iterable[str]) -> set[str]:
         wanted = list(ids)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from .model import Query
+from .trigrams import NAME, PATH, TAG, glob_trigrams, text_trigrams
 from .values import id_floor, is_glob
 
 
@@ -148,8 +149,48 @@ class SQLCompiler:
         return sql, cte_params + params
 
 
+#: stands in :attr:`SQLiteCompiler.params` for the candidate buckets, set per chunk
+CANDIDATES = object()
+
+
 class SQLiteCompiler(SQLCompiler):
-    """SQLite's dialect (:mod:`elliptio.catalogue.sqlite`): ``GLOB``, ``instr``."""
+    """SQLite's dialect (:mod:`elliptio.catalogue.sqlite`): ``GLOB``, ``instr``.
+
+    With *search*, the globs on files and tags and the free text are narrowed by the
+    catalogue's trigram index (:mod:`elliptio.catalogue.sqlite_search`): the statement gets
+    one more condition, ``a.id`` among the ids of a list of buckets whose parameter is
+    :data:`CANDIDATES`, and :attr:`trigrams` says what the index must hold for them. The
+    catalogue fills that parameter a chunk of the index at a time. The exact conditions
+    stay as the base class writes them, so the index only ever narrows. Without *search*
+    (and when no condition has three literal characters in a row) the statement is the
+    base class's, which any version-1 file answers too."""
+
+    def __init__(self, q: Query, *, count: bool = False, search: bool = False) -> None:
+        super().__init__(q, count=count)
+        self.search = search
+        #: every match's search document holds all of these
+        self.trigrams: set[str] = set()
+
+    def _narrowed(self, cond: str, trigrams: set[str]) -> str:
+        if not self.search or not trigrams:
+            return cond
+        first = not self.trigrams
+        self.trigrams |= trigrams
+        if not first:  # one candidate list narrows for every condition
+            return cond
+        self.params.append(CANDIDATES)
+        return (f"({cond} AND a.id IN (SELECT x.id FROM json_each({self.p}) j"
+                " JOIN artifacts x ON x.id >= j.value AND x.id < j.value || '~'))")
+
+    def file_glob_cond(self, pattern: str) -> str:
+        cond = super().file_glob_cond(pattern)
+        return self._narrowed(cond, glob_trigrams(pattern, PATH if "/" in pattern else NAME))
+
+    def tag_glob_cond(self, pattern: str) -> str:
+        return self._narrowed(super().tag_glob_cond(pattern), glob_trigrams(pattern, TAG))
+
+    def text_cond(self, text: str) -> str:
+        return self._narrowed(super().text_cond(text), text_trigrams(text))
 
 
 def compile_sql(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
