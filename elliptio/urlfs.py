@@ -249,8 +249,9 @@ class EioFile(AbstractBufferedFile):
                          size=file.size)
         # the default: read-ahead only in order; fsspec's "none" cache fetches other reads
         # as asked. An explicit cache_type is fsspec's caching instead, for every read.
-        self._in_order = (InOrderReads(self._fetch_range, self._check, self.size,
-                                       self.blocksize) if cache_type is None else None)
+        self._in_order = (InOrderReads(self._fetch_range, self._open_stream, self._check,
+                                       self.size, self.blocksize)
+                          if cache_type is None else None)
         self._details = info
 
     def _fetch_range(self, start: int, end: int) -> bytes:
@@ -267,6 +268,16 @@ class EioFile(AbstractBufferedFile):
                                  f"{start + len(data)} bytes, the catalogue recorded "
                                  f"{self.size}")
         return data
+
+    def _open_stream(self, start: int) -> BinaryIO:
+        """The store's reader of the file from *start* (in order: on S3 one streaming GET)."""
+        try:
+            reader = self._store.open(self._key)
+        except NotFound:
+            raise FileNotFoundError(f"{self._check.what}: the store has no object "
+                                    f"{self._key}") from None
+        reader.seek(start)
+        return reader
 
     def read(self, length: int | None = -1) -> bytes:
         pos = self.loc

@@ -7,25 +7,26 @@ column chunk) fetches exactly its range and never comes here.
 - The first read at offset 0 is one ranged GET of at least the file's block size (or the
   read's own size: ``read()`` of a whole file is one GET, handed over without a copy),
   checked piece by piece as it is handed over (:class:`elliptio.verified.InOrderCheck`).
-- Once a second block is needed the reader streams: ranged GETs of :data:`SPAN` bytes
+- Once a second block is needed the reader streams: the store's own reader
+  (``Store.open``; on S3 one streaming GET of the rest of the file, see
+  :class:`elliptio.store.s3.reads.RangeReader`) is read in spans of :data:`SPAN` bytes
   (or of the reader's read size, when that is between :data:`FITTED` and SPAN: then each
-  read is one GET's bytes, not a copy), :data:`AHEAD` bytes of them asked for ahead of
-  the reader, :data:`STREAMS` in flight at once (fetch threads); one more thread hashes
-  the spans, in order, each as soon as it and those before it have arrived. hashlib
-  and the socket both release the GIL, so hashing overlaps the GETs and neither runs on
-  the reader's thread. A span is handed over only once it is hashed, so the span holding
-  the last byte is handed over only once the digest matched, and a mismatch raises
-  before any of it is handed over.
-- In memory at most ``AHEAD + SPAN`` bytes per file (64 MiB), plus what one read asks
+  read is handed one span without a copy) by one fetch thread, :data:`AHEAD` bytes ahead
+  of the reader; one more thread hashes the spans, in order, each as soon as it has
+  arrived. The socket and hashlib both release the GIL, so receiving, hashing and the
+  reader's own work overlap, and neither runs on the reader's thread. A span is handed
+  over only once it is hashed, so the span holding the last byte is handed over only
+  once the digest matched, and a mismatch raises before any of it is handed over.
+- In memory at most ``AHEAD + SPAN`` bytes per file (40 MiB), plus what one read asks
   for; a closed file stops its stream.
 
-Why these numbers (``bench/bench_urlfs.py``, SeaweedFS on loopback, 2 cores): with one
-GET at a time the wire idles while each request starts (the server spends a few ms per
-request), so two overlap; 8 or 16 MiB spans and two or three streams were within the
-noise of each other there, bigger spans (32 MiB and up) cost page faults (glibc maps
-each such buffer afresh), and slicing 8 MiB reads out of 16 MiB spans cost a tenth of
-the reader's CPU (hence fitted spans). On that machine the read is CPU-bound — the
-server, the sockets and sha256 share two cores: see docs/urls.md for the numbers.
+Why these numbers and this shape (``bench/bench_urlfs.py``, SeaweedFS on loopback, 2
+cores, where server, sockets and sha256 share the CPU): one streaming GET costs the
+server ~20 % less CPU per byte than ranged GETs of 16 MiB (measured 1.6 against 1.9-2.0
+core-seconds per GiB), which is the margin that matters on a machine this small; spans of
+16 MiB and more cost page faults (glibc maps such buffers afresh: 70,000 faults per GiB
+against 14,000 at 8 MiB); slicing 8 MiB reads out of bigger spans cost a tenth of the
+reader's CPU (hence fitted spans). See docs/urls.md for the numbers.
 """
 
 from __future__ import annotations
@@ -33,35 +34,41 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
 
+from .errors import IntegrityError
 from .verified import InOrderCheck
 
-__all__ = ["AHEAD", "FITTED", "SPAN", "STREAMS", "InOrderReads"]
+__all__ = ["AHEAD", "FITTED", "SPAN", "InOrderReads"]
 
-#: bytes per ranged GET once a file is read as a stream, unless the reader reads
-#: pieces of :data:`FITTED` to SPAN bytes: then the spans are its reads' size, so that
-#: each read is handed one GET's bytes without a copy
-SPAN = 16 << 20
-FITTED = 4 << 20
+#: bytes per read of the stream, unless the reader reads pieces of :data:`FITTED` to
+#: SPAN bytes: then the spans are its reads' size, so that each read is handed one span
+#: without a copy
+SPAN = 8 << 20
+FITTED = 2 << 20
 #: bytes asked for ahead of the span being handed over (at least two spans)
-AHEAD = 48 << 20
-#: ranged GETs of one file in flight at once
-STREAMS = 2
+AHEAD = 32 << 20
 
 Fetch = Callable[[int, int], bytes]  # (start, end) -> exactly those bytes, or raises
+#: a reader of the file positioned at the offset given: ``read(n)`` the next n bytes
+#: (fewer only where the store's object ends), ``close()``
+OpenStream = Callable[[int], BinaryIO]
 
 
 class InOrderReads:
     """The in-order reads of one file: :meth:`read` at :attr:`next` (module docstring).
 
-    *fetch* is called in the fetch thread too, so it must be thread-safe; its errors, and
-    the check's, are raised by the read that reaches the span they belong to (and again
-    if that read is repeated), never by one that does not.
+    *fetch* gets the first block, on the reader's thread; *open_stream* the rest, called
+    and read in the fetch thread. Their errors, and the check's, are raised by the read
+    that reaches the span they belong to (and again if that read is repeated), never by
+    one that does not.
     """
 
-    def __init__(self, fetch: Fetch, check: InOrderCheck, size: int, block_size: int,
-                 span: int | None = None, ahead: int | None = None) -> None:
-        self._fetch, self._check, self.size = fetch, check, size
+    def __init__(self, fetch: Fetch, open_stream: OpenStream, check: InOrderCheck,
+                 size: int, block_size: int, span: int | None = None,
+                 ahead: int | None = None) -> None:
+        self._fetch, self._open_stream, self._check = fetch, open_stream, check
+        self.size = size
         self._first = block_size
         self._span = SPAN if span is None else span
         self._ahead = AHEAD if ahead is None else ahead
@@ -73,6 +80,7 @@ class InOrderReads:
         # (start, its GET, it hashed) of the spans asked for, in order
         self._spans: deque[tuple[int, Future[bytes], Future[bytes]]] = deque()
         self._asked_to = 0  # end of the last span asked for
+        self._stream: _Stream | None = None  # where the spans come from
         self._fetcher: ThreadPoolExecutor | None = None
         self._hasher: ThreadPoolExecutor | None = None
 
@@ -126,18 +134,22 @@ class InOrderReads:
     def _stream_from(self, pos: int) -> None:
         self._drop_spans()
         if self._fetcher is None or self._hasher is None:
-            self._fetcher = ThreadPoolExecutor(STREAMS, thread_name_prefix="eio-fetch")
+            # one fetch thread: its tasks run in submission order, so the spans are read
+            # from the stream in order, and closing a stream (a task too) waits for them
+            self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="eio-fetch")
             self._hasher = ThreadPoolExecutor(1, thread_name_prefix="eio-hash")
+        self._stream = _Stream(self._open_stream, pos, self._check.what)
         self._asked_to = pos
         self._ask_ahead()
 
     def _ask_ahead(self) -> None:
         assert self._fetcher is not None and self._hasher is not None
+        assert self._stream is not None
         span = self._read_size if FITTED <= self._read_size <= self._span else self._span
         while (len(self._spans) < max(2, self._ahead // span)
                and self._asked_to < self.size):
             start, end = self._asked_to, min(self.size, self._asked_to + span)
-            fetched = self._fetcher.submit(self._fetch, start, end)
+            fetched = self._fetcher.submit(self._stream.read, start, end)
             # one hashing thread, tasks in submission order: spans are hashed in order
             self._spans.append((start, fetched,
                                 self._hasher.submit(self._hashed, start, fetched)))
@@ -153,11 +165,47 @@ class InOrderReads:
             hashed.cancel()
             fetched.cancel()
         self._spans.clear()
+        if self._stream is not None:
+            assert self._fetcher is not None  # after the span being read, if one is
+            self._fetcher.submit(self._stream.close)
+            self._stream = None
 
     def close(self) -> None:
         """Stop the stream: spans not yet fetched are not; one being fetched is dropped."""
         self._drop_spans()
         for pool in (self._fetcher, self._hasher):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if pool is not None:  # what is left queued: the streams' closing
+                pool.shutdown(wait=False)
         self._blocks.clear()
+
+
+class _Stream:
+    """The store's reader of one stream, opened by the first span's read (in the fetch
+    thread, like every call here): spans are read in order, each exactly its bytes."""
+
+    def __init__(self, open_stream: OpenStream, start: int, what: str) -> None:
+        self._open, self._pos, self._what = open_stream, start, what
+        self._reader: BinaryIO | None = None
+        self._failed: BaseException | None = None  # the spans after a failed one fail too
+
+    def read(self, start: int, end: int) -> bytes:
+        if self._failed is not None:
+            raise self._failed
+        assert start == self._pos, "spans are read in order"
+        try:
+            if self._reader is None:
+                self._reader = self._open(start)
+            data = self._reader.read(end - start)
+            if len(data) < end - start:  # fewer only where the store's object ends
+                raise IntegrityError(f"{self._what}: the store holds {start + len(data)} "
+                                     f"bytes, fewer than the catalogue recorded")
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        self._pos = end
+        return data
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

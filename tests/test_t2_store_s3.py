@@ -625,3 +625,74 @@ def test_cli_shows_progress_for_large_transfers(s3_lake_env, tmp_path: Path) -> 
     _, got = run_on_tty("get", aid, "--dest", str(tmp_path / "dl"))
     assert "100.0%" in got
     assert (tmp_path / "dl" / aid / "big.bin").read_bytes() == big.read_bytes()
+
+
+# -- reads in order stream (elliptio/store/s3/reads.py, RangeReader) ---------------------------
+def test_a_reader_in_order_streams_and_a_broken_body_resumes_where_it_broke(
+        s3_lake: Lake, tmp_path: Path, fast_retries) -> None:
+    """store.open's reader: the first read one ranged GET, then one streaming GET for
+    everything read in order after it (read and readinto); a body that breaks mid-way
+    is opened again where it broke, through the retries, and the reader gets every byte
+    once; a seek away is exactly its range, and a read where that ended streams anew.
+    With the fast path off, botocore opens the stream."""
+    data = os.urandom(4 << 20)
+    (tmp_path / "s.bin").write_bytes(data)
+    a = s3_lake.save([str(tmp_path / "s.bin")])
+    key = a.files["s.bin"].object
+    store = s3_lake.store
+    fast = store._fast_getter()  # type: ignore[attr-defined]
+    assert fast is not None
+    gets: list[tuple[str, int, int]] = []
+    real_get, real_open = fast.get_range, fast.open_range
+    breaks = {"left": 1}
+
+    class Breaking:
+        def __init__(self, body: Any) -> None:
+            self._body, self._reads = body, 0
+
+        def read(self, n: int) -> bytes:
+            self._reads += 1
+            if self._reads == 2 and breaks["left"]:
+                breaks["left"] -= 1
+                raise ConnectionResetError("reset by peer, mid-body")
+            return self._body.read(n)
+
+        def close(self) -> None:
+            self._body.close()
+
+    def get_range(s3key: str, offset: int, length: int) -> bytes:
+        gets.append(("range", offset, length))
+        return real_get(s3key, offset, length)
+
+    def open_range(s3key: str, offset: int, length: int) -> Any:
+        gets.append(("stream", offset, length))
+        return Breaking(real_open(s3key, offset, length))
+
+    fast.get_range, fast.open_range = get_range, open_range  # type: ignore[method-assign]
+    mib = 1 << 20
+    r = reads.RangeReader(store, key, len(data))  # type: ignore[arg-type]
+    got = b"".join([r.read(mib // 2), r.read(mib), r.read(mib), r.read(mib)])
+    assert got == data[:int(3.5 * mib)]
+    assert r.read(mib) == data[int(3.5 * mib):] and r.read(1) == b""
+    assert gets == [("range", 0, mib // 2), ("stream", mib // 2, len(data) - mib // 2),
+                    ("stream", int(1.5 * mib), len(data) - int(1.5 * mib))]
+    del gets[:]
+    r.seek(100)
+    assert r.read(10) == data[100:110]
+    buf = bytearray(mib)
+    assert r.readinto(buf) == mib and bytes(buf) == data[110:110 + mib]
+    assert gets == [("range", 100, 10), ("stream", 110, len(data) - 110)]
+    r.close()
+    fast.disabled = True  # botocore's body: read and readinto
+    counting = Spy(store.client, "get_object")
+    store._client = counting  # type: ignore[attr-defined]
+    store._fast_getter().disabled = True  # type: ignore[attr-defined]
+    with store.open(key) as f:
+        assert f.read(5 * mib) == data
+    r = reads.RangeReader(store, key, len(data))  # type: ignore[arg-type]
+    r.read(mib)
+    assert r.readinto(buf) == mib and bytes(buf) == data[mib:2 * mib]
+    assert r.read() == data[2 * mib:]
+    r.close()
+    assert [kw["Range"] for _, kw in counting.calls] == [  # whole, one ranged, its stream
+        f"bytes=0-{len(data) - 1}", f"bytes=0-{mib - 1}", f"bytes={mib}-{len(data) - 1}"]

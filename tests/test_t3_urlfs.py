@@ -56,11 +56,48 @@ def save(data: dict[str, Path]) -> eio.Artifact:
 
 
 def spy_reads() -> Spy:
-    """A spy on the default lake's store.read_range (one GET each on S3)."""
+    """A spy on the default lake's store.read_range (one GET each on S3); its
+    ``opened`` the spy on store.open (the streams: one GET each on S3)."""
     lake = api.default_lake()
-    spy = Spy(lake.store, "read_range")
+    opened = Spy(lake.store, "open")
+    spy = Spy(opened, "read_range")
+    spy.opened = opened  # type: ignore[attr-defined]
     lake._store = spy  # type: ignore[assignment]
     return spy
+
+
+def spy_gets(env: str) -> list[tuple[str, int, int]]:
+    """On S3, every GET of the default lake's store as it is sent: ("range", offset,
+    length) for one ranged GET, ("stream", offset, length) for a stream. [] locally."""
+    gets: list[tuple[str, int, int]] = []
+    if env != "s3":
+        return gets
+    fast = api.default_lake().store._fast_getter()  # type: ignore[attr-defined]
+    assert fast is not None
+    for name, kind in (("get_range", "range"), ("open_range", "stream")):
+        real = getattr(fast, name)
+
+        def spied(s3key: str, offset: int, length: int, real=real, kind=kind) -> object:
+            gets.append((kind, offset, length))
+            return real(s3key, offset, length)
+
+        setattr(fast, name, spied)
+    return gets
+
+
+def assert_streamed(env: str, gets: list[tuple[str, int, int]], first: int,
+                    size: int) -> None:
+    """S3: the first block one ranged GET, then [first, size) each byte once, in order:
+    at most one ranged GET (the stream's first read), then one stream."""
+    if env != "s3":
+        return
+    assert gets[0] == ("range", 0, first)
+    assert [k for k, _, _ in gets[1:]] in (["range"], ["stream"], ["range", "stream"])
+    pos = first
+    for _, offset, length in gets[1:]:
+        assert offset == pos
+        pos += length
+    assert pos == size
 
 
 def test_pandas_reads_csv_and_parquet(env, data):
@@ -135,6 +172,7 @@ def test_pyarrow_column_subset_reads_only_those_ranges(env, data):
     assert outside == []
     assert len(reads) <= len(needed) + 2  # one per column chunk (or fewer), the footer
     assert sum(e - s for s, e in reads) < size * 0.2  # 3 of 20 columns, and the footer
+    assert spy.opened.calls == []  # no stream: nothing was read in order from the start
     assert lineage.current() == [a.id]
 
 
@@ -273,8 +311,8 @@ def test_an_untouched_file_read_to_its_end_passes(lake_env, tmp_path):
 def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small spans, so that a file of a few hundred KiB is read as a stream."""
     monkeypatch.setattr(urlfs_read, "SPAN", 64 << 10)
+    monkeypatch.setattr(urlfs_read, "FITTED", 64 << 10)
     monkeypatch.setattr(urlfs_read, "AHEAD", 3 * (64 << 10))
-    monkeypatch.setattr(urlfs_read, "STREAMS", 2)
 
 
 def eio_threads() -> list[threading.Thread]:
@@ -283,10 +321,11 @@ def eio_threads() -> list[threading.Thread]:
 
 def test_a_file_read_in_order_streams_in_spans(env, tmp_path, monkeypatch):
     streamed(monkeypatch)
-    content = np.random.default_rng(3).bytes(1_000_003)
+    content = np.random.default_rng(3).bytes(6_000_003)  # past the S3 reader's 4 MiB buffer
     (tmp_path / "s.bin").write_bytes(content)
     a = eio.save([str(tmp_path / "s.bin")])
     spy = spy_reads()
+    gets = spy_gets(env)
     fs = fsspec.filesystem("eio")
     got = []
     before = set(eio_threads())
@@ -295,12 +334,11 @@ def test_a_file_read_in_order_streams_in_spans(env, tmp_path, monkeypatch):
             got.append(chunk)
         assert set(eio_threads()) - before  # the stream's fetch and hash threads
     assert b"".join(got) == content
-    reads = [(args[1], args[2]) for args, _ in spy.calls]
-    spans = [(o, min(64 << 10, len(content) - o)) for o in range(100_000, len(content),
-                                                                  64 << 10)]
-    # the first block, then the spans, each once; two GETs are in flight at a time, so
-    # the order in which they reach the store is not fixed
-    assert reads[0] == (0, 100_000) and sorted(reads[1:]) == spans
+    # the first block, then one stream of the store's (on S3: one GET for the rest,
+    # after at most one ranged GET that starts it)
+    assert [(args[1], args[2]) for args, _ in spy.calls] == [(0, 100_000)]
+    assert len(spy.opened.calls) == 1
+    assert_streamed(env, gets, 100_000, len(content))
     deadline = time.monotonic() + 10
     while set(eio_threads()) - before and time.monotonic() < deadline:  # closing ends them
         time.sleep(0.05)
@@ -310,18 +348,18 @@ def test_a_file_read_in_order_streams_in_spans(env, tmp_path, monkeypatch):
 def test_lines_read_one_by_one_fetch_each_range_once(env, tmp_path, monkeypatch):
     """readline reads a block and seeks back after the newline: still the stream."""
     streamed(monkeypatch)
-    content = b"".join(b"%d,%d\n" % (i, i * i) for i in range(60_000))
+    content = b"".join(b"%d,%d\n" % (i, i * i) for i in range(600_000))  # ~7 MB
     (tmp_path / "l.csv").write_bytes(content)
     a = eio.save([str(tmp_path / "l.csv")])
     spy = spy_reads()
+    gets = spy_gets(env)
     fs = fsspec.filesystem("eio")
     with fs.open(a.files["l.csv"].eio_url, block_size=100_000) as fh:
         lines = list(fh)
-    assert b"".join(lines) == content and len(lines) == 60_000
-    reads = [(args[1], args[2]) for args, _ in spy.calls]
-    spans = [(o, min(64 << 10, len(content) - o)) for o in range(100_000, len(content),
-                                                                  64 << 10)]
-    assert reads[0] == (0, 100_000) and sorted(reads[1:]) == spans  # 2 GETs in flight
+    assert b"".join(lines) == content and len(lines) == 600_000
+    assert [(args[1], args[2]) for args, _ in spy.calls] == [(0, 100_000)]
+    assert len(spy.opened.calls) == 1
+    assert_streamed(env, gets, 100_000, len(content))
     with fs.open(a.files["l.csv"].eio_url) as fh:  # and to its end: checked
         fh.seek(10)
         assert fh.read(5) == content[10:15]

@@ -181,6 +181,35 @@ class SignedGetter:
                         "through botocore from now on", self._failures)
 
     def _get_range(self, s3key: str, offset: int, length: int) -> bytes:
+        conn, resp, body = self._send(s3key, offset, length, read_body=True)
+        self._finished(conn, resp)
+        if resp.status != 206 or len(body) != length:
+            raise Fallback(f"HTTP {resp.status}, {len(body)} of {length} bytes",
+                           ours=resp.status in (400, 403))
+        return body
+
+    def open_range(self, s3key: str, offset: int, length: int) -> Body:
+        """The answer to a GET of *length* bytes at *offset* of *s3key*, its body still
+        to be read (a stream, :class:`Body`), or :class:`Fallback` when the status or the
+        length is not the range asked for."""
+        if self.disabled:
+            raise Fallback("the fast path is off for this store")
+        try:
+            conn, resp, _ = self._send(s3key, offset, length, read_body=False)
+        except Fallback as exc:
+            if exc.ours:
+                self._failed()
+            raise
+        if resp.status != 206 or resp.length != length:
+            conn.close()
+            raise Fallback(f"HTTP {resp.status}, a body of {resp.length} for {length} bytes",
+                           ours=resp.status in (400, 403))
+        self._failures = 0
+        return Body(self, conn, resp)
+
+    def _send(self, s3key: str, offset: int, length: int, read_body: bool
+              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, bytes]:
+        """The request sent and its answer's headers (and its body when *read_body*)."""
         path = self.base_path + quote(s3key, safe="/~")
         hdrs = self.headers(path, f"bytes={offset}-{offset + length - 1}")
         conn, reused = self._connection()
@@ -188,19 +217,51 @@ class SignedGetter:
             try:
                 conn.request("GET", path, headers=hdrs)
                 resp = conn.getresponse()
-                body = resp.read()
-                break
+                return conn, resp, resp.read() if read_body else b""
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 if reused:  # the server may have closed an idle connection: a new one
                     conn, reused = self._connection(fresh=True)
                     continue
                 raise Fallback(f"{type(exc).__name__}: {exc}", ours=True) from None
+
+    def _finished(self, conn: http.client.HTTPConnection,
+                  resp: http.client.HTTPResponse) -> None:
+        """A response read to its end: its connection kept for the next request."""
         if resp.will_close:
             conn.close()
         else:
             self._done_with(conn)
-        if resp.status != 206 or len(body) != length:
-            raise Fallback(f"HTTP {resp.status}, {len(body)} of {length} bytes",
-                           ours=resp.status in (400, 403))
-        return body
+
+
+class Body:
+    """The body of one :meth:`SignedGetter.open_range` answer, read as the caller asks
+    (``read(n)`` hands over bytes made by the socket read itself, ``readinto`` receives
+    into the caller's buffer: no copy either way). Its errors
+    are ``OSError`` / ``http.client.HTTPException`` as they come; the caller decides what
+    they mean. Read to its end, the connection goes back to the pool; closed before,
+    the connection is closed (the rest of the body is not worth reading)."""
+
+    def __init__(self, getter: SignedGetter, conn: http.client.HTTPConnection,
+                 resp: http.client.HTTPResponse) -> None:
+        self._getter, self._conn, self._resp = getter, conn, resp
+
+    def read(self, n: int) -> bytes:
+        data = self._resp.read(n)
+        self._at_end()
+        return data
+
+    def readinto(self, b: Any) -> int:
+        n = self._resp.readinto(b)
+        self._at_end()
+        return n
+
+    def _at_end(self) -> None:
+        if self._resp.length == 0 and self._conn is not None:
+            self._getter._finished(self._conn, self._resp)
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
