@@ -150,8 +150,12 @@ class ReadsSocket:
                     return  # not our client: no answer
                 before = time.time()
                 try:
-                    ids = await trio.to_thread.run_sync(
-                        reads_of, self.readlog, pid, uid, self.mode, before)
+                    # on the trio thread, as the read log's writes are (readonly.py): one
+                    # indexed lookup of one scope's rows (~0.1 ms at 1,000,000 rows), less
+                    # than a hand-off to a worker thread and back costs, and each hand-off
+                    # waits for the OS to run that thread, which on a busy machine is
+                    # what a save waited for (bench/bench_readlog.py: p95 7 -> ~1 ms)
+                    ids = reads_of(self.readlog, pid, uid, self.mode, before)
                 except ReadLogError as exc:
                     log.warning("cannot answer a lineage query: %s", exc)
                     return
