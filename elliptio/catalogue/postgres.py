@@ -44,6 +44,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import CatalogueError, ConfigError
 from ..query import Query
@@ -56,6 +57,9 @@ from .postgres_schema import migrate
 CONNECT_TIMEOUT = 5
 #: seconds a call waits for a pooled connection before it fails
 POOL_TIMEOUT = 5.0
+#: libpq's TCP keepalive settings unless the URL sets them
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}
 #: connections kept at most (the mount daemon and a web server share one catalogue)
 MAX_CONNECTIONS = 16
 
@@ -109,10 +113,20 @@ class PostgresCatalogue(Catalogue):
         except psycopg.Error as exc:
             raise ConfigError(f"bad PostgreSQL URL {self.url}: "
                               f"{self._scrub(str(exc), url)}") from exc
-        self._secrets = [s for s in (params.get("password"), os.environ.get("PGPASSWORD"))
-                         if s]
+        port = str(params.get("port", ""))
+        if port and not all(p.strip().isdigit() for p in port.split(",")):
+            raise ConfigError(f"bad PostgreSQL URL {self.url}: the port must be a number")
+        # a driver message may quote the password, as given or as the URL spells it
+        self._secrets = sorted({form for s in (params.get("password"),
+                                               os.environ.get("PGPASSWORD")) if s
+                                for form in (s, quote(s, safe=""), quote(s))},
+                               key=len, reverse=True)
         params.setdefault("connect_timeout", connect_timeout)
         params.setdefault("application_name", "elliptio")
+        # a server that vanishes without closing the socket (a host gone, a partition)
+        # fails the call in about a minute instead of never
+        for key, value in KEEPALIVES.items():
+            params.setdefault(key, value)
         self._conninfo = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
@@ -171,8 +185,8 @@ class PostgresCatalogue(Catalogue):
             return conn.execute(sql, list(params)).fetchall()  # type: ignore[no-any-return]
 
     def _scrub(self, message: str, *secrets: str) -> str:
-        for secret in [*getattr(self, "_secrets", []), *secrets]:
-            if secret and len(secret) > 0:
+        for secret in [*secrets, *getattr(self, "_secrets", [])]:
+            if secret:
                 message = message.replace(secret, "***")
         return " ".join(redact(message).split())
 

@@ -106,7 +106,11 @@ SCHEMA_VERSION = len(STEPS)
 
 def version(conn: Any) -> int | None:
     """The schema version of the database, or None when it has no catalogue yet."""
-    row = conn.execute("SELECT to_regclass('schema') IS NOT NULL").fetchone()
+    # pg_class read through the statement's snapshot, not to_regclass: the catalogue
+    # cache is not refreshed by taking an advisory lock, so after waiting for another
+    # process's migration it would still say "no such table"
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'schema'"
+                       " AND relnamespace = current_schema()::regnamespace)").fetchone()
     if not row[0]:
         return None
     row = conn.execute("SELECT max(version) FROM schema").fetchone()
