@@ -50,6 +50,7 @@ from bench.catalogue_backends import (  # noqa: E402
     PostgresBackend,
     SQLiteBackend,
     fresh_catalogue,
+    postgres_server,
 )
 from bench.catalogue_corpus_gen import (  # noqa: E402
     DEEP_ROOTS_SQL,
@@ -90,9 +91,7 @@ def load(backends: list[Backend], n: int, now_ms: int, seed: int, batch: int) ->
               flush=True)
     print(file=sys.stderr)
     for b in todo:
-        b.load_seconds = spent[b.name]
-        if isinstance(b, SQLiteBackend):
-            b.loaded(now_ms, seed, spent[b.name])
+        b.loaded(now_ms, seed, spent[b.name])
 
 
 def query_cases(pick: Backend, runs: int) -> list[tuple[str, bool, list[Query]]]:
@@ -164,8 +163,11 @@ def interleaved(backends: list[Backend], count: bool, queries: list[Query]
 
 
 def bench_queries(backends: list[Backend], n: int, runs: int, seed: int, batch: int) -> None:
-    cached = [b for b in backends if isinstance(b, SQLiteBackend) and not b.needs_load]
-    now_ms = cached[0].meta["now_ms"] if cached else int(time.time() * 1000)
+    cached = [b for b in backends if not b.needs_load]
+    clocks = {b.meta["now_ms"] for b in cached}
+    if len(clocks) > 1:  # only when backends were first loaded in separate runs
+        sys.exit(f"cached corpora of different clocks: remove one from the cache ({clocks})")
+    now_ms = clocks.pop() if clocks else int(time.time() * 1000)
     load(backends, n, now_ms, seed, batch)
     print(f"\n## Query latency on {n:,} artifacts (limit 100, newest first; p50 / p95 ms of "
           f"{runs} queries each, backends interleaved)\n")
@@ -362,7 +364,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20_000, help="artifacts per claim_many")
     ap.add_argument("--runs", type=int, default=25, help="queries per row")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
-                    / "eio-bench-catalogue", help="where SQLite corpora are kept between runs")
+                    / "eio-bench-catalogue", help="where loaded corpora (SQLite files, the"
+                    " PostgreSQL cluster) are kept between runs")
     ap.add_argument("--reindex-n", type=int, default=2000, help="artifacts to reindex")
     ap.add_argument("--no-s3", action="store_true", help="skip the SeaweedFS rows")
     ap.add_argument("--saves", type=int, default=500, help="saves per process")
@@ -379,16 +382,14 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         server = None
         if "postgresql" in kinds:
-            from tests.fixtures.postgres import PostgresServer
-
-            server = stack.enter_context(PostgresServer())
+            server = stack.enter_context(postgres_server(args.cache))
             print(f"# PostgreSQL server pid {server.pid} on 127.0.0.1:{server.port}",
                   file=sys.stderr)
         if not args.skip_queries:
             backends: list[Backend] = []
             for k in kinds:
-                b = SQLiteBackend(args.cache, args.n) if k == "sqlite" else \
-                    PostgresBackend(server)
+                b = SQLiteBackend(args.cache, args.n, args.seed) if k == "sqlite" else \
+                    PostgresBackend(server, args.cache, args.n, args.seed)
                 stack.callback(b.close)
                 backends.append(b)
             bench_queries(backends, args.n, args.runs, args.seed, args.batch)

@@ -3,27 +3,46 @@ interface (``open_catalogue``, ``claim_many``, ``find``, ``count``) plus what on
 benchmark asks of the database itself: statistics after a bulk load, its size on disk,
 a few rows of raw SQL to pick query arguments, and the plan of a query that missed.
 
-SQLite's corpus is cached between runs in a file keyed by N, the SQLite schema version
-and the corpus version (a marker beside it records the clock it was generated with and
-how long the load took); PostgreSQL runs on a server the benchmark starts
-(``tests.fixtures.postgres.PostgresServer``), loaded afresh every run.
+Loaded corpora are kept between runs under the cache directory, keyed by N, the seed,
+the backend's schema version and the corpus version: SQLite's as a file, PostgreSQL's as
+a database of a cluster kept there too (its password beside it), run by
+``tests.fixtures.postgres.PostgresServer`` — started by the benchmark, stopped by its PID.
+A marker beside each records the clock the corpus was generated with, how long its load
+took and the fingerprint of its schema (tables, columns, indexes, triggers); a corpus is
+reused only when that is the schema this code creates in an empty catalogue (a schema
+changed without a version bump is loaded again), and a load that did not finish, having
+no marker, is redone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import elliptio
 from elliptio.catalogue import Catalogue, open_catalogue
-from elliptio.catalogue.sqlite import SCHEMA_VERSION
 from elliptio.query import Query, compile_sql
 
 from bench.catalogue_corpus_gen import CORPUS_VERSION
+
+
+def cache_key(n: int, seed: int, schema: int) -> str:
+    return f"{n}-{seed}-s{schema}-c{CORPUS_VERSION}"
+
+
+def fingerprint(rows: list[tuple[Any, ...]]) -> str:
+    """A short digest of a database's schema (its tables, columns, indexes, triggers), to
+    compare a cached corpus with what this code creates in an empty catalogue."""
+    return hashlib.sha256(json.dumps(sorted(map(list, rows)), default=str).encode()
+                          ).hexdigest()[:16]
 
 
 class Backend:
@@ -34,6 +53,28 @@ class Backend:
     #: True when the corpus must still be loaded into :attr:`catalogue`
     needs_load = True
     load_seconds: float | None = None
+    meta: dict[str, Any]
+    marker: Path
+
+    #: :func:`fingerprint` of the schema this code creates
+    schema_print = ""
+
+    def _cached(self, held: str) -> bool:
+        """Whether the corpus held, of schema fingerprint *held*, can be reused: its load
+        finished (the marker) and its schema is the one this code makes."""
+        meta = json.loads(self.marker.read_text()) if self.marker.exists() else {}
+        if meta and meta.get("schema") == held == self.schema_print:
+            self.meta, self.needs_load, self.load_seconds = meta, False, meta["load_seconds"]
+        else:
+            self.meta, self.needs_load = {}, True
+        return not self.needs_load
+
+    def loaded(self, now_ms: int, seed: int, seconds: float) -> None:
+        """Record a finished load: later runs with the same key reuse it."""
+        self.load_seconds = seconds
+        self.meta = {"now_ms": now_ms, "seed": seed, "load_seconds": seconds,
+                     "schema": self.schema_print}
+        self.marker.write_text(json.dumps(self.meta))
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
@@ -60,26 +101,31 @@ class Backend:
 class SQLiteBackend(Backend):
     name = "SQLite"
 
-    def __init__(self, cache_dir: Path, n: int) -> None:
+    def __init__(self, cache_dir: Path, n: int, seed: int) -> None:
+        from elliptio.catalogue.sqlite import SCHEMA_VERSION
+
         cache_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"catalogue-{n}-s{SCHEMA_VERSION}-c{CORPUS_VERSION}"
+        stem = f"catalogue-{cache_key(n, seed, SCHEMA_VERSION)}"
         self.path = cache_dir / f"{stem}.sqlite"
         self.marker = cache_dir / f"{stem}.json"
-        self.meta: dict[str, Any] = {}
-        if self.path.exists() and self.marker.exists():
-            self.meta = json.loads(self.marker.read_text())
-            self.needs_load = False
-            self.load_seconds = self.meta["load_seconds"]
-        else:  # a partial load, or files of this N from another schema or corpus
+        empty = cache_dir / f"empty-{os.getpid()}.sqlite"
+        try:
+            open_catalogue(f"sqlite:///{empty}").close()
+            self.schema_print = self._schema(empty)
+        finally:
+            for p in cache_dir.glob(f"{empty.name}*"):
+                p.unlink()
+        if not (self.path.exists() and self._cached(self._schema(self.path))):
+            # a partial load, or files of this N from another schema or corpus
             for p in cache_dir.glob(f"catalogue-{n}-*"):
                 p.unlink()
         self.catalogue = open_catalogue(f"sqlite:///{self.path}")
 
-    def loaded(self, now_ms: int, seed: int, seconds: float) -> None:
-        """Record a finished load: later runs with the same key reuse the file."""
-        self.load_seconds = seconds
-        self.meta = {"now_ms": now_ms, "seed": seed, "load_seconds": seconds}
-        self.marker.write_text(json.dumps(self.meta))
+    @staticmethod
+    def _schema(path: Path) -> str:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return fingerprint(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"
+                                          " WHERE name NOT LIKE 'sqlite%'").fetchall())
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as db:
@@ -114,10 +160,38 @@ class SQLiteBackend(Backend):
 class PostgresBackend(Backend):
     name = "PostgreSQL"
 
-    def __init__(self, server: Any, database: str = "eio_bench") -> None:
-        server.create_database(database)
+    def __init__(self, server: Any, cache_dir: Path, n: int, seed: int) -> None:
+        from elliptio.catalogue.postgres_schema import SCHEMA_VERSION
+
+        key = cache_key(n, seed, SCHEMA_VERSION)
+        database = "corpus_" + key.replace("-", "_")
+        self.marker = cache_dir / f"postgres-{key}.json"
+        empty = server.create_database()
+        try:
+            self.url = server.url(empty)
+            cat = open_catalogue(self.url)
+            cat.check()  # creates the schema
+            cat.close()
+            self.schema_print = self._schema()
+        finally:
+            server.drop_database(empty)
         self.url = server.url(database)
+        held = [r[0] for r in _admin(server, "SELECT datname FROM pg_database WHERE"
+                                              " datname LIKE %s", [f"corpus\\_{n}\\_%"])]
+        if not (database in held and self._cached(self._schema())):
+            self.marker.unlink(missing_ok=True)
+            for stale in {*held, database}:  # another schema or corpus, or a partial load
+                server.drop_database(stale)
+            server.create_database(database)
         self.catalogue = open_catalogue(self.url)
+
+    def _schema(self) -> str:
+        return fingerprint(self.rows(
+            "SELECT table_name, column_name, data_type, collation_name FROM"
+            " information_schema.columns WHERE table_schema = 'public'"
+            " UNION ALL SELECT tablename, indexname, indexdef, '' FROM pg_indexes"
+            " WHERE schemaname = 'public' UNION ALL SELECT tgrelid::regclass::text, tgname,"
+            " pg_get_triggerdef(oid), '' FROM pg_trigger WHERE NOT tgisinternal"))
 
     def _connect(self) -> Any:
         import psycopg
@@ -157,6 +231,39 @@ class PostgresBackend(Backend):
         with self._connect() as conn:
             cur = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
             return "\n".join(r[0] for r in cur.fetchall())
+
+
+def _admin(server: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        return conn.execute(sql, list(params)).fetchall()  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def postgres_server(cache_dir: Path) -> Any:
+    """The benchmark's PostgreSQL cluster under *cache_dir*/postgres, started here and
+    stopped by its PID on exit; databases other than the cached corpora (those of the
+    saves and reindex parts) are dropped when it stops."""
+    from tests.fixtures.postgres import PostgresServer
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    root, secret = cache_dir / "postgres", cache_dir / "postgres.password"
+    server = PostgresServer(root)
+    if (root / "data" / "PG_VERSION").exists() and secret.exists():
+        server.password = secret.read_text().strip()
+    elif root.exists():
+        shutil.rmtree(root)  # a cluster whose password is lost: make a new one
+    with server:
+        secret.write_text(server.password)
+        secret.chmod(0o600)
+        try:
+            yield server
+        finally:
+            for (name,) in _admin(server, "SELECT datname FROM pg_database WHERE datname"
+                                          " NOT LIKE 'corpus\\_%' AND NOT datistemplate"
+                                          " AND datname <> 'postgres'"):
+                server.drop_database(name)
 
 
 def fresh_catalogue(kind: str, root: Path, server: Any) -> Callable[[], str]:
