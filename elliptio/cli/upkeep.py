@@ -19,7 +19,8 @@ from .output import echo_json, json_option, lake_of, say
 @click.command()
 @click.option("--since", help="Only artifacts created on or after this day (or 10d, ...).")
 @click.option("--to", "to_url", metavar="URL",
-              help="Fill this catalogue instead (e.g. mongodb://host/: the move to MongoDB).")
+              help="Fill this catalogue instead (e.g. postgresql://host/db or mongodb://host/: "
+              "the move to a team catalogue).")
 @click.option("--full", is_flag=True,
               help="Re-read and re-upsert artifacts already catalogued too.")
 @json_option
@@ -32,17 +33,21 @@ def reindex(ctx: click.Context, since: str | None, to_url: str | None, full: boo
     tty = sys.stderr.isatty()
 
     def progress(n: int) -> None:
+        # called once per batch (indexer.BATCH keys): every call is shown, the last one
+        # too (a multiple-of-100 rule left out every total that is not one)
         count[0] += n
-        if tty and count[0] % 100 == 0:
-            sys.stderr.write(f"\rreindexed {count[0]} artifact(s)")
+        if tty:
+            sys.stderr.write(f"\rscanned {count[0]} artifact(s)")
             sys.stderr.flush()
 
-    if to_url:
-        report = indexer.migrate(lake, to_url, since=since, progress=progress, full=full)
-    else:
-        report = indexer.reindex(lake, since=since, progress=progress, full=full)
-    if tty and count[0] >= 100:
-        sys.stderr.write("\n")
+    try:
+        if to_url:
+            report = indexer.migrate(lake, to_url, since=since, progress=progress, full=full)
+        else:
+            report = indexer.reindex(lake, since=since, progress=progress, full=full)
+    finally:
+        if tty and count[0]:
+            sys.stderr.write("\n")  # an error or the summary starts a line of its own
     if as_json:
         echo_json(dataclasses.asdict(report))
         return
