@@ -162,13 +162,17 @@ def interleaved(backends: list[Backend], count: bool, queries: list[Query]
     return stats, rows / len(queries), alike
 
 
-def bench_queries(backends: list[Backend], n: int, runs: int, seed: int, batch: int) -> None:
+def bench_queries(backends: list[Backend], n: int, runs: int, seed: int, batch: int,
+                  clock: int | None, load_only: bool) -> None:
     cached = [b for b in backends if not b.needs_load]
-    clocks = {b.meta["now_ms"] for b in cached}
-    if len(clocks) > 1:  # only when backends were first loaded in separate runs
+    clocks = {b.meta["now_ms"] for b in cached} | ({clock} if clock else set())
+    if len(clocks) > 1:  # backends loaded in separate runs without one --clock
         sys.exit(f"cached corpora of different clocks: remove one from the cache ({clocks})")
     now_ms = clocks.pop() if clocks else int(time.time() * 1000)
     load(backends, n, now_ms, seed, batch)
+    if load_only:
+        print(f"corpus clock {now_ms}: {', '.join(f'{b.name} {b.load_seconds:.0f} s' for b in backends)}")
+        return
     print(f"\n## Query latency on {n:,} artifacts (limit 100, newest first; p50 / p95 ms of "
           f"{runs} queries each, backends interleaved)\n")
     for b in backends:
@@ -362,6 +366,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000, help="artifacts in the query corpus")
     ap.add_argument("--seed", type=int, default=1, help="of the query corpus")
     ap.add_argument("--batch", type=int, default=20_000, help="artifacts per claim_many")
+    ap.add_argument("--clock", type=int, help="the corpus's now, ms since the epoch (to load "
+                    "backends in separate runs; default: a cached corpus's, else now)")
+    ap.add_argument("--load-only", action="store_true", help="load the corpora into the "
+                    "cache, then stop")
     ap.add_argument("--runs", type=int, default=25, help="queries per row")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
                     / "eio-bench-catalogue", help="where loaded corpora (SQLite files, the"
@@ -392,7 +400,10 @@ def main() -> None:
                     PostgresBackend(server, args.cache, args.n, args.seed)
                 stack.callback(b.close)
                 backends.append(b)
-            bench_queries(backends, args.n, args.runs, args.seed, args.batch)
+            bench_queries(backends, args.n, args.runs, args.seed, args.batch, args.clock,
+                          args.load_only)
+        if args.load_only:
+            return
         if not args.skip_reindex:
             bench_reindex(args.reindex_n, args.no_s3, kinds, server)
         if not args.skip_saves:

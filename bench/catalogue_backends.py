@@ -237,7 +237,7 @@ def _admin(server: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any,
     import psycopg
 
     with psycopg.connect(server.url(), autocommit=True) as conn:
-        return conn.execute(sql, list(params)).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, list(params) or None).fetchall()  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
