@@ -29,7 +29,7 @@ from typing import Any
 
 import elliptio
 from elliptio.catalogue import Catalogue, open_catalogue
-from elliptio.query import Query, compile_sql
+from elliptio.query import Query
 
 from bench.catalogue_corpus_gen import CORPUS_VERSION
 
@@ -147,13 +147,33 @@ class SQLiteBackend(Backend):
         return main + wal_size, f"file {main / 2**20:,.0f} MiB + WAL {wal_size / 2**20:,.0f} MiB"
 
     def plan(self, query: Query, count: bool) -> str:
-        sql, params = compile_sql(query, count=count)
-        lines = self.rows(f"EXPLAIN QUERY PLAN {sql}", params)
+        """As the catalogue answers (``SQLiteCatalogue._answer``): with trigrams, the
+        search index's candidates and the statement run on each chunk of them, and the
+        plain statement it falls back to past the index's budget; else the plain one."""
+        from elliptio.catalogue import sqlite_search
+        from elliptio.query.sql import CANDIDATES, SQLiteCompiler
+        from elliptio.query.trigrams import match_expression
+
+        out = []
+        compiler = SQLiteCompiler(query, count=count, search=True)
+        sql, params = compiler.compile()
+        if compiler.trigrams:
+            match = match_expression(compiler.trigrams)
+            (buckets,), = self.rows("SELECT count(*) FROM search WHERE search MATCH ?", [match])
+            out += [f"search index: MATCH {match!r}: {buckets:,} candidate buckets in all "
+                    f"(the catalogue gives up after {sqlite_search.BUDGET:,} unless the limit "
+                    "is reached first)", "per chunk of candidates:",
+                    self._eqp(sql, ["[]" if p is CANDIDATES else p for p in params]),
+                    "plain statement (without the index, or after giving up):"]
+        out.append(self._eqp(*SQLiteCompiler(query, count=count).compile()))
+        return "\n".join(out)
+
+    def _eqp(self, sql: str, params: list[Any]) -> str:
         depth = {0: -1}
         out = []
-        for node, parent, _unused, detail in lines:  # a tree: indent by depth
-            depth[node] = depth.get(parent, -1) + 1
-            out.append("  " * depth[node] + detail)
+        for node, parent, _unused, detail in self.rows(f"EXPLAIN QUERY PLAN {sql}", params):
+            depth[node] = depth.get(parent, -1) + 1  # a tree: indent by depth
+            out.append("  " * (depth[node] + 1) + detail)
         return "\n".join(out)
 
 
