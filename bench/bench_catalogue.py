@@ -11,23 +11,26 @@
    backend in turn, the order alternating, so a noisy spell hits all alike; result ids
    are compared between backends. The corpus is bulk-loaded through the public
    ``claim_many`` in batches (the load rate), then ANALYZE (VACUUM ANALYZE on
-   PostgreSQL); bytes per artifact on disk. SQLite's file is cached between runs
-   (``--cache``, keyed by N and schema version); PostgreSQL runs on a server started
-   here (``tests.fixtures.postgres.PostgresServer``, stopped by PID) and is loaded
-   afresh. Plans of the queries missing the targets (p50 < 50 ms, p95 < 100 ms) follow:
+   PostgreSQL); bytes per artifact on disk. Loaded corpora are kept between runs
+   (``--cache``, keyed by N, seed and schema version, reused only when their schema is
+   what this code makes: bench/catalogue_backends.py), PostgreSQL's in a cluster of the
+   bench's own run by ``tests.fixtures.postgres.PostgresServer`` (started here, stopped
+   by PID); ``--load-only --clock MS`` loads them in separate runs at once (a 1M load
+   takes each backend 25-40 min on this machine). Plans of the queries missing the
+   targets (p50 < 50 ms, p95 < 100 ms) follow:
    ``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL.
-2. Reindex throughput (artifacts/s) from a local store, and from S3 on SeaweedFS
+2. Concurrent saves (bench/catalogue_saves.py): P processes x S ``eio.save`` into one
+   lake on each backend; every row present (asserted), saves/s.
+3. Reindex throughput (artifacts/s) from a local store, and from S3 on SeaweedFS
    (``weed mini``, started here with ``tests.fixtures.s3.SeaweedFS``; a bucket with
    Object Lock) when ``weed`` is available, into a fresh catalogue of each backend: with
    the trust checks of :mod:`elliptio.trust` and, in the same run, without them (the
    indexer of beca792, patched back in by :func:`unchecked`), as a ratio; a resumed run
    (everything already there); and ``eio fsck``'s time per 1,000 artifacts.
-3. Concurrent saves (bench/catalogue_saves.py): P processes x S ``eio.save`` into one
-   lake on each backend; every row present (asserted), saves/s.
 
 Usage: python bench/bench_catalogue.py [--backends sqlite,postgresql] [--n 1000000]
        [--runs 25] [--cache DIR] [--reindex-n 2000] [--no-s3] [--saves 500 --procs 8]
-       [--skip-queries] [--skip-reindex] [--skip-saves]
+       [--skip-queries] [--skip-saves] [--skip-reindex] [--load-only --clock MS]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -386,6 +390,8 @@ def main() -> None:
         ap.error(f"--backends: a comma-separated list of {', '.join(BACKENDS)}")
     import elliptio
 
+    # SIGTERM (kill PID) unwinds like ^C: the servers started here are stopped by their PIDs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"# elliptio from {Path(elliptio.__file__).parent}")
     with contextlib.ExitStack() as stack:
         server = None
@@ -404,10 +410,10 @@ def main() -> None:
                           args.load_only)
         if args.load_only:
             return
-        if not args.skip_reindex:
-            bench_reindex(args.reindex_n, args.no_s3, kinds, server)
         if not args.skip_saves:
             bench_saves(args.procs, args.saves, kinds, server)
+        if not args.skip_reindex:
+            bench_reindex(args.reindex_n, args.no_s3, kinds, server)
 
 
 if __name__ == "__main__":
