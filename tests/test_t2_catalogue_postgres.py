@@ -91,7 +91,9 @@ def test_url_forms_and_the_password_is_never_shown(postgres: PostgresServer, pg_
             assert postgres.password not in line
         finally:
             c.close()
-    assert open_catalogue(pg_url).count(Query()) == 3  # one database, three URLs
+    c = open_catalogue(pg_url)
+    assert c.count(Query()) == 3  # one database, three URLs
+    c.close()
     with pytest.raises(ConfigError, match="postgresql://"):
         open_catalogue("postgresq://x/y")  # the unknown-scheme message names this one
     with pytest.raises(ConfigError, match="port must be a number") as info:
@@ -462,7 +464,8 @@ def test_explain_uses_the_indexes(cat: PostgresCatalogue, pg_url: str):
         mds.append(make_metadata(
             ms=T0 + i * 1000, user="zelda" if i % 300 == 0 else f"user{i % 20}",
             files=[f"part-{i}-{k}.parquet" for k in range(6)] + [f"logs/run-{i}.log", "x.csv"],
-            tags=tags, info={"type": "model" if i % 7 else "dataset_list", "epochs": i % 40}))
+            tags=tags, info={"type": "dataset_list" if i % 150 == 0 else f"model-{i % 60}",
+                             "epochs": i % 40}))
     for i in range(0, len(mds), 500):
         cat.upsert_many(mds[i:i + 500])
     _execute(pg_url, "VACUUM ANALYZE")
