@@ -53,6 +53,13 @@ class SQLCompiler:
         saved = self.glob_cond("t.tag", pattern)
         return f"({own} OR EXISTS (SELECT 1 FROM tags t WHERE t.artifact = a.id AND {saved}))"
 
+    def tag_equal_cond(self, tag: str) -> str:
+        """Some tag of ``a`` — the tags as saved, or its type — is *tag* (a value without
+        glob characters)."""
+        self.params += [tag, tag]
+        return (f"a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = {self.p}"
+                f" UNION ALL SELECT x.id FROM artifacts x WHERE x.type = {self.p})")
+
     def text_cond(self, text: str) -> str:
         """``a.text`` (lower-cased words) contains *text* (lower-cased by the model)."""
         self.params.append(text)
@@ -106,9 +113,7 @@ class SQLCompiler:
             if is_glob(pattern):
                 where.append(self.tag_glob_cond(pattern))
             else:
-                where.append(f"a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = {p}"
-                             f" UNION ALL SELECT x.id FROM artifacts x WHERE x.type = {p})")
-                params.extend([pattern, pattern])
+                where.append(self.tag_equal_cond(pattern))
         for key, value in q.info:
             where.append(self.info_cond(key, value))
         # lineage, both ways: the same walk over based_on with parent and child swapped
