@@ -187,6 +187,42 @@ def test_the_server_dies_under_the_mount(pg_server: PostgresServer, seeded_own_s
     assert pg_server.password not in m.log_text()
 
 
+def test_a_copy_into_the_outbox_while_the_server_is_down(pg_server: PostgresServer,
+                                                        seeded_own_server, mount_factory,
+                                                        tmp_path, monkeypatch):
+    """The server is down when an outbox entry commits: the save reaches the store (the
+    entry becomes its link, nothing staged is lost) but not the catalogue; once the server
+    is back the daemon catalogues it by itself (no `eio reindex`), and the link, the
+    artifact and the searches resolve through the mount."""
+    checkpoint(pg_server)
+    env = {k: v for k, v in os.environ.items() if k.startswith("ELLIPTIO_")}
+    m = mount_factory({**env, **QUIET})
+    root = m.path
+    assert os.listdir(root / "search/tag=*") != []
+    pg_server.kill()
+    (tmp_path / "late.csv").write_text("y\n7\n")
+    subprocess.run(["cp", str(tmp_path / "late.csv"), str(root / "outbox")], check=True,
+                   timeout=60)
+    link = root / "outbox/late.csv"
+    wait_for(link.is_symlink, 3 * BOUND, "the copy was not committed while the server is down")
+    new_id = os.readlink(link).rsplit("/", 1)[1]
+    assert outcome("listdir", root / "artifacts" / new_id)[0] in (errno.EIO, errno.ENOENT)
+
+    restart_on_the_same_port(pg_server, monkeypatch)
+    wait_for(lambda: outcome("listdir", root / "artifacts" / new_id)[0] == [".eio", "late.csv"],
+             3 * BOUND, "the artifact committed during the outage never reaches the catalogue")
+    assert (link / "late.csv").read_text() == "y\n7\n"
+    assert outcome("listdir", root / "search/file=late.csv")[0] == [new_id]
+    cat = open_catalogue(env["ELLIPTIO_CATALOGUE"])
+    try:
+        row = cat.get(new_id)
+        assert row is not None and row["user"] == ROOT
+    finally:
+        cat.close()
+    m.unmount()
+    assert f"outbox: {new_id} is catalogued now" in m.log_text()
+
+
 def test_a_bad_catalogue_url_stops_the_start_in_one_line(lake_env, postgres, pg_url,
                                                           tmp_path):
     """A wrong password or a missing database: the daemon does not mount, says so in one

@@ -37,6 +37,9 @@ A :class:`~elliptio.errors.UsageError` (bad sidecar, bad tag, a reserved name) l
 entry staged in state ``error`` with the message in ``user.eio.error`` and a WARNING log
 line; any other :class:`~elliptio.errors.ElliptioError` (store or catalogue down) leaves it
 ``pending`` and retries with backoff. Nothing staged is dropped before the artifact exists.
+A save whose catalogue write alone failed has made the artifact (``catalogued=False``): the
+entry becomes its link all the same, and the backlog claims the metadata in the catalogue
+again, with backoff, until it takes it (until then the link does not resolve).
 
 **Owner and permissions.** The owner of an entry is the uid of the process that created
 it (the FUSE request context), its artifact user that uid's login name (``uid<N>`` without
@@ -78,6 +81,8 @@ that ops copies into pyfuse3's objects)::
                  backoff (an injected clock and save)
     saving       what a commit does: the save through the library, the link that
                  replaces the entry
+    backlog      artifacts saved while the catalogue failed, claimed again until it
+                 takes them
     operations   the POSIX operations (Outbox), wiring the parts together and doing the I/O
     values       the plain values it answers and takes (Attrs, Space, Change)
 

@@ -28,7 +28,8 @@ from ..nodes import Entry, Node
 from ..procinfo import command_line, killed_by
 from ..readlog import ReadLog, scope_for
 from ..settings import DaemonSettings
-from .committer import Committer
+from .backlog import Backlog
+from .committer import RETRY_MAX, Committer
 from .journal import Journal
 from .metadata import MAX_WRITERS, xattr_metadata
 from .namespace import (
@@ -82,6 +83,9 @@ class Outbox:
         self.committer = Committer(self.ns, quiet=float(settings.outbox_quiet),
                                    retry=float(settings.outbox_retry), save=self._save,
                                    record=self.journal.persist, is_open=self._open_in)
+        # saved while the catalogue failed: claimed again until it takes them
+        self.backlog = Backlog(lake, retry=float(settings.outbox_retry), retry_max=RETRY_MAX,
+                               on_catalogued=self._tell_kernel)
         self.root = self.ns.root
         # what the daemon wires in: ops.artifact_committed and a dentry invalidation
         self.on_commit: Callable[..., None] = lambda *a, **k: None
@@ -100,8 +104,12 @@ class Outbox:
         self.journal.close()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """The commit scheduler (:meth:`.committer.Committer.run`)."""
-        await self.committer.run(task_status=task_status)
+        """The commit scheduler (:meth:`.committer.Committer.run`) and the catalogue's
+        backlog (:meth:`.backlog.Backlog.run`)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.backlog.run)
+            await nursery.start(self.committer.run)
+            task_status.started()
 
     def scopes_in_use(self) -> set[str]:
         """Read scopes that staged entries will take their lineage from (keep them)."""
@@ -377,5 +385,12 @@ class Outbox:
         artifact, names = await self.saver.save(top)
         for name in names:
             self.invalidate(parent.node.path, name)
+        if artifact.catalogued:
+            self._tell_kernel(artifact)
+        else:  # in the store, not in the catalogue the mount answers from: not yet
+            self.backlog.add(artifact)
+
+    def _tell_kernel(self, artifact: Any) -> None:
+        """The artifact is in the catalogue: the kernel's entries it makes stale go."""
         self.on_commit(artifact.id, artifact.user, artifact.tags, created=artifact.created,
                        based_on=artifact.based_on)
