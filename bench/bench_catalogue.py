@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.catalogue_backends import (  # noqa: E402
     Backend,
+    NotCached,
     PostgresBackend,
     SQLiteBackend,
     fresh_catalogue,
@@ -282,6 +283,8 @@ def main() -> None:
                     "backends in separate runs; default: a cached corpus's, else now)")
     ap.add_argument("--load-only", action="store_true", help="load the corpora into the "
                     "cache, then stop")
+    ap.add_argument("--cached-only", action="store_true", help="exit 3 rather than load "
+                    "a corpus that is not cached (nothing is removed then)")
     ap.add_argument("--runs", type=int, default=25, help="queries per row")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
                     / "eio-bench-catalogue", help="where loaded corpora (SQLite files, the"
@@ -310,8 +313,13 @@ def main() -> None:
         if not args.skip_queries:
             backends: list[Backend] = []
             for k in kinds:
-                b = SQLiteBackend(args.cache, args.n, args.seed) if k == "sqlite" else \
-                    PostgresBackend(server, args.cache, args.n, args.seed)
+                try:
+                    b = SQLiteBackend(args.cache, args.n, args.seed, not args.cached_only) \
+                        if k == "sqlite" else PostgresBackend(server, args.cache, args.n,
+                                                              args.seed, not args.cached_only)
+                except NotCached as exc:
+                    print(f"--cached-only: {exc}", file=sys.stderr)
+                    sys.exit(3)
                 stack.callback(b.close)
                 backends.append(b)
             bench_queries(backends, args.n, args.runs, args.seed, args.batch, args.clock,

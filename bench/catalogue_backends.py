@@ -45,6 +45,10 @@ def fingerprint(rows: list[tuple[Any, ...]]) -> str:
                           ).hexdigest()[:16]
 
 
+class NotCached(Exception):
+    """A corpus that would have to be loaded, where the caller said it may not be."""
+
+
 class Backend:
     """One loaded (or to-be-loaded) corpus on one kind of catalogue."""
 
@@ -101,7 +105,7 @@ class Backend:
 class SQLiteBackend(Backend):
     name = "SQLite"
 
-    def __init__(self, cache_dir: Path, n: int, seed: int) -> None:
+    def __init__(self, cache_dir: Path, n: int, seed: int, may_load: bool = True) -> None:
         from elliptio.catalogue.sqlite import SCHEMA_VERSION
 
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +120,8 @@ class SQLiteBackend(Backend):
             for p in cache_dir.glob(f"{empty.name}*"):
                 p.unlink()
         if not (self.path.exists() and self._cached(self._schema(self.path))):
+            if not may_load:
+                raise NotCached(f"{self.path} is not a finished load of this schema")
             # a partial load, or files of this N from another schema or corpus
             for p in cache_dir.glob(f"catalogue-{n}-*"):
                 p.unlink()
@@ -180,7 +186,8 @@ class SQLiteBackend(Backend):
 class PostgresBackend(Backend):
     name = "PostgreSQL"
 
-    def __init__(self, server: Any, cache_dir: Path, n: int, seed: int) -> None:
+    def __init__(self, server: Any, cache_dir: Path, n: int, seed: int,
+                 may_load: bool = True) -> None:
         from elliptio.catalogue.postgres_schema import SCHEMA_VERSION
 
         key = cache_key(n, seed, SCHEMA_VERSION)
@@ -199,6 +206,8 @@ class PostgresBackend(Backend):
         held = [r[0] for r in _admin(server, "SELECT datname FROM pg_database WHERE"
                                               " datname LIKE %s", [f"corpus\\_{n}\\_%"])]
         if not (database in held and self._cached(self._schema())):
+            if not may_load:
+                raise NotCached(f"database {database} is not a finished load of this schema")
             self.marker.unlink(missing_ok=True)
             for stale in {*held, database}:  # another schema or corpus, or a partial load
                 server.drop_database(stale)
