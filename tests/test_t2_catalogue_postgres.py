@@ -13,6 +13,7 @@ uses for the globs that matter (``*dataset*``, ``*.nomatch``).
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import secrets
@@ -261,20 +262,26 @@ def _indexes(url: str) -> set[str]:
 def test_schema_versions(pg_url: str):
     """A new database gets every step; one left at version 1 (tables, b-trees, jsonb)
     is migrated to the newest on open, its rows kept; a newer one is refused."""
-    assert SCHEMA_VERSION == len(STEPS) >= 2
+    assert SCHEMA_VERSION == len(STEPS) == 3
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert migrate(conn, "test", upto=1) == 0  # a database made by version 1
     assert _execute(pg_url, "SELECT version FROM schema") == [(1,)]
     assert "tags_tag_trgm" not in _indexes(pg_url) and "artifacts_info" in _indexes(pg_url)
     old = make_metadata(tags=["raw-dataset"], files=["x.nomatch"])
-    _execute(pg_url, "INSERT INTO artifacts (id, \"user\", created, type, prefix, text, info,"
-             " metadata) VALUES (%s, %s, %s, NULL, %s, %s, '{}', %s)",
-             (old["id"], old["user"], old["created"], old["prefix"], old["id"].lower(),
-              __import__("json").dumps(old)))
+    typed = make_metadata(info={"type": "dataset_list"})
+    for md, type_ in ((old, None), (typed, "dataset_list")):
+        _execute(pg_url, "INSERT INTO artifacts (id, \"user\", created, type, prefix, text,"
+                 " info, metadata) VALUES (%s, %s, %s, %s, %s, %s, '{}', %s)",
+                 (md["id"], md["user"], md["created"], type_, md["prefix"], md["id"].lower(),
+                  json.dumps(md)))
     _execute(pg_url, "INSERT INTO tags VALUES (%s, 'raw-dataset')", (old["id"],))
     c = open_catalogue(pg_url)
     try:
-        assert [m["id"] for m in c.find(Query.parse("tag=*dataset*"))] == [old["id"]]
+        # version 3 made the type a row of tags: the type is one of the tags
+        assert [m["id"] for m in c.find(Query.parse("tag=*dataset*"))] == [typed["id"], old["id"]]
+        assert [m["id"] for m in c.find(Query.parse("tag=dataset_list"))] == [typed["id"]]
+        assert c.distinct("tag") == ["dataset_list", "raw-dataset"]
+        assert c.get(typed["id"]) == typed
         assert _execute(pg_url, "SELECT version FROM schema") == [(SCHEMA_VERSION,)]
         assert {"tags_tag_trgm", "files_name_trgm", "files_path_trgm", "artifacts_text_trgm",
                 "artifacts_type_trgm"} <= _indexes(pg_url)
@@ -472,8 +479,9 @@ def test_explain_uses_the_indexes(cat: PostgresCatalogue, pg_url: str):
     expected = {
         "file=*.nomatch": ["files_name_trgm"],
         "file=logs/*.nomatch": ["files_path_trgm"],
-        "tag=*dataset*": ["tags_tag_trgm", "artifacts_type_trgm"],
-        "tag=*nomatch*": ["tags_tag_trgm", "artifacts_type_trgm"],
+        "tag=*dataset*": ["tags_tag_trgm"],  # the type is a row of tags (version 3)
+        "tag=*nomatch*": ["tags_tag_trgm"],
+        "type=*list*": ["artifacts_type_trgm"],
         "text=nomatchword": ["artifacts_text_trgm"],
         "info.epochs=7": ["artifacts_info"],
         "user=zel*": ["artifacts_user"],

@@ -86,9 +86,11 @@ _CHILDREN = (("files", "artifact", "artifact, path, name, size, sha256, object")
 
 
 def _child_rows(f: IndexFields) -> tuple[list[tuple[Any, ...]], ...]:
+    # the type is one of the tags: a row of its own (postgres_schema, version 3)
+    tags = dict.fromkeys(pg_text(t) for t in (*f.tags, *([f.type] if f.type else [])))
     return ([(f.id, pg_text(p), pg_text(n), size, sha, pg_text(obj))
              for p, n, size, sha, obj in f.files],
-            [(f.id, pg_text(t)) for t in f.tags],
+            [(f.id, t) for t in tags],
             [(f.id, p) for p in f.based_on])
 
 
@@ -359,11 +361,11 @@ class PostgresCatalogue(Catalogue):
 
     def distinct(self, field: str, prefix: str | None = None, limit: int = 1000,
                  after: str | None = None) -> list[str]:
-        # the type is one of the tags (elliptio.query): "tag" merges both columns. Each
-        # column is walked as a loose index scan (one b-tree probe per distinct value),
-        # so a page costs *limit* probes whatever the number of rows
+        # the type is one of the tags, and a row of ``tags`` (postgres_schema, version 3).
+        # The column is walked as a loose index scan (one b-tree probe per distinct
+        # value), so a page costs *limit* probes whatever the number of rows
         sources = {"user": [("artifacts", '"user"')], "type": [("artifacts", "type")],
-                   "tag": [("tags", "tag"), ("artifacts", "type")]}[field]
+                   "tag": [("tags", "tag")]}[field]
         found: set[str] = set()
         for table, col in sources:
             start, params = (f"{col} >= %s", [""]) if after is None else \

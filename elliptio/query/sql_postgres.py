@@ -13,8 +13,11 @@ answers are written here:
   reads with the same meaning: case-sensitive, anchored, ``*`` crosses ``/``), which
   ``pg_trgm`` answers too. ``LIKE`` and ``~`` compare characters, not bytes, in a UTF-8
   database, so ``?`` is one character as in SQLite's ``GLOB``;
-- a file or tag glob is a semi-join driven by the index of its table (``a.id IN
-  (SELECT ...)``), not a correlated ``EXISTS`` that would visit every artifact;
+- a file or tag condition is a semi-join on one table (``a.id IN (SELECT ...)``), which
+  the planner drives from that table's index when the pattern is rare and checks while
+  walking the ids when it is common (a page of ``*dataset*`` then stops after its
+  limit). The PostgreSQL catalogue keeps the type as a row of ``tags`` (the type is one
+  of the tags), so a tag condition is one table, not a union with ``artifacts.type``;
 - free text is ``LIKE '%needle%'`` on the lower-cased ``text`` column (the needle
   escaped): a substring, never a pattern, answered by ``pg_trgm``;
 - ``info.<key> = value`` is ``info @> '{"key": ["canonical JSON"]}'`` on the ``jsonb``
@@ -89,11 +92,12 @@ class PostgresCompiler(SQLCompiler):
         return f"a.id IN (SELECT f.artifact FROM files f WHERE {cond})"
 
     def tag_glob_cond(self, pattern: str) -> str:
-        # the type is one of the tags: both tables' indexes answer, their union is the set
-        saved = self.glob_cond("t.tag", pattern)
-        own = self.glob_cond("x.type", pattern)
-        return (f"a.id IN (SELECT t.artifact FROM tags t WHERE {saved}"
-                f" UNION ALL SELECT x.id FROM artifacts x WHERE {own})")
+        # the PostgreSQL catalogue keeps the type as a row of tags (one of the tags)
+        return f"a.id IN (SELECT t.artifact FROM tags t WHERE {self.glob_cond('t.tag', pattern)})"
+
+    def tag_equal_cond(self, tag: str) -> str:
+        self.params.append(tag)
+        return "a.id IN (SELECT t.artifact FROM tags t WHERE t.tag = %s)"
 
     def text_cond(self, text: str) -> str:
         self.params.append("%" + escape_like(text) + "%")
