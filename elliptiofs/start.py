@@ -79,4 +79,7 @@ def check_lake(lake: Lake) -> None:
         except ConfigError as exc:
             raise StartError(str(exc), EXIT_CONFIG) from None
         except ElliptioError as exc:
-            raise StartError(f"cannot use the {what} {redact_url(url)}: {exc}", code) from None
+            shown = redact_url(url)
+            # the backends' messages mostly name the URL already: once is enough
+            where = "" if shown in str(exc) else f" {shown}"
+            raise StartError(f"cannot use the {what}{where}: {exc}", code) from None

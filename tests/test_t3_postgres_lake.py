@@ -42,7 +42,7 @@ from elliptio.redact import redact_url
 from .catalogue_corpus import make_metadata
 from .fixtures import postgres as pgfix
 from .fixtures.postgres import PostgresServer
-from .test_t3_hostile_store import plant
+from .test_t3_hostile_store import event, plant
 from .test_t3_indexer import put_artifact, synthetic
 
 #: how long a failure of the server may take to reach the caller (an error, not a hang)
@@ -424,12 +424,22 @@ def test_first_claim_wins_and_quarantine_through_reindex(pg_env, pg_lake, postgr
     fsck = json.loads(eio_cli(pg_env, "fsck", "--json").stdout)
     assert any(usurper_key in c and alice["id"] in c for c in fsck["conflicts"])
     assert any(traversal_key in q for q in fsck["quarantined"])
+    # the S3-event indexer (Lambda) on the same catalogue, a newcomer among them
+    newcomer = put_artifact(pg_lake, make_metadata(user="bob", files=["b.txt"]))
+    out = indexer.lambda_handler(event(pg_lake, usurper_key, traversal_key,
+                                       f"{newcomer['prefix']}/.eio/metadata.yaml"),
+                                 lake=pg_lake)
+    assert out["indexed"] == [newcomer["id"]] and out["failed"] == []
+    assert alice["id"] in out["conflicts"][0]["error"]
+    assert [q["key"] for q in out["quarantined"]] == [traversal_key]
+    assert pg_lake.catalogue.get(alice["id"])["prefix"] == alice["prefix"]
+    assert pg_lake.catalogue.get(newcomer["id"]) == newcomer
 
     # a fresh PostgreSQL catalogue meets both claims in one batch: one wins, for good
     fresh_url = postgres.url(postgres.create_database())
     try:
         report = indexer.migrate(pg_lake, fresh_url)
-        assert report.indexed == 1 and [c.id for c in report.conflicts] == [alice["id"]]
+        assert report.indexed == 2 and [c.id for c in report.conflicts] == [alice["id"]]
         assert [k for k, _ in report.quarantined] == [traversal_key]
         fresh = open_catalogue(fresh_url)
         try:
@@ -440,7 +450,7 @@ def test_first_claim_wins_and_quarantine_through_reindex(pg_env, pg_lake, postgr
                 again = indexer.migrate(pg_lake, fresh_url, full=True)
                 assert [c.held for c in again.conflicts] == [held]
                 assert fresh.get(alice["id"])["prefix"] == held
-            assert fresh.count(Query()) == 1
+            assert fresh.count(Query()) == 2
         finally:
             fresh.close()
     finally:

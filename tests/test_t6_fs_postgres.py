@@ -25,6 +25,7 @@ import pytest
 import elliptio as eio
 from elliptio import Lake, Settings
 from elliptio.catalogue import open_catalogue
+from elliptio.redact import redact_url
 
 from .fixtures.postgres import PostgresServer
 from .test_t3_postgres_lake import BOUND, checkpoint, restart_on_the_same_port
@@ -246,4 +247,6 @@ def test_a_bad_catalogue_url_stops_the_start_in_one_line(lake_env, postgres, pg_
         lines = [ln for ln in res.stderr.splitlines() if ln.startswith("elliptiofs: ")]
         assert res.returncode == 7, res.stderr
         assert len(lines) == 1 and needle in lines[0], res.stderr
+        assert lines[0].startswith("elliptiofs: cannot use the catalogue: ")
+        assert lines[0].count(redact_url(url)) == 1, lines[0]  # named once
         assert "Traceback" not in res.stderr
