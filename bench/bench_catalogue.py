@@ -167,13 +167,24 @@ def interleaved(backends: list[Backend], count: bool, queries: list[Query]
 
 
 def bench_queries(backends: list[Backend], n: int, runs: int, seed: int, batch: int,
-                  clock: int | None, load_only: bool) -> None:
+                  clock: int | None, load_only: bool, check_alike: bool) -> None:
     cached = [b for b in backends if not b.needs_load]
     clocks = {b.meta["now_ms"] for b in cached} | ({clock} if clock else set())
     if len(clocks) > 1:  # backends loaded in separate runs without one --clock
         sys.exit(f"cached corpora of different clocks: remove one from the cache ({clocks})")
     now_ms = clocks.pop() if clocks else int(time.time() * 1000)
     load(backends, n, now_ms, seed, batch)
+    if check_alike:  # before any timing: a corpus stored as another version stores it?
+        for fields in ({"tags": "*dataset*"}, {"tags": "raw-dataset3"}, {"tags": "model"},
+                       {"type": "dataset*"}, {"files": "*.h5"}, {"text": "user001"},
+                       {"info": {"model": {"layers": 3}}}):
+            for q, count in ((Query.build(**fields), False),
+                             (Query.build(**fields, since="30d"), True)):
+                answers = {b.name: run_one(b, q, count)[1] for b in backends}
+                if len({repr(a) for a in answers.values()}) > 1:
+                    print(f"--check-alike: backends answer {q.to_text()} differently",
+                          file=sys.stderr)
+                    sys.exit(4)
     if load_only:
         print(f"corpus clock {now_ms}: {', '.join(f'{b.name} {b.load_seconds:.0f} s' for b in backends)}")
         return
@@ -285,6 +296,9 @@ def main() -> None:
                     "cache, then stop")
     ap.add_argument("--cached-only", action="store_true", help="exit 3 rather than load "
                     "a corpus that is not cached (nothing is removed then)")
+    ap.add_argument("--check-alike", action="store_true", help="exit 4 before timing when "
+                    "the backends answer a few queries differently (a cached corpus "
+                    "written by code that stored it otherwise)")
     ap.add_argument("--runs", type=int, default=25, help="queries per row")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
                     / "eio-bench-catalogue", help="where loaded corpora (SQLite files, the"
@@ -323,7 +337,7 @@ def main() -> None:
                 stack.callback(b.close)
                 backends.append(b)
             bench_queries(backends, args.n, args.runs, args.seed, args.batch, args.clock,
-                          args.load_only)
+                          args.load_only, args.check_alike)
         if args.load_only:
             return
         if not args.skip_saves:
