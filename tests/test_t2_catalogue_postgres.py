@@ -262,7 +262,7 @@ def _indexes(url: str) -> set[str]:
 def test_schema_versions(pg_url: str):
     """A new database gets every step; one left at version 1 (tables, b-trees, jsonb)
     is migrated to the newest on open, its rows kept; a newer one is refused."""
-    assert SCHEMA_VERSION == len(STEPS) == 3
+    assert SCHEMA_VERSION == len(STEPS) == 4
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert migrate(conn, "test", upto=1) == 0  # a database made by version 1
     assert _execute(pg_url, "SELECT version FROM schema") == [(1,)]
@@ -282,6 +282,7 @@ def test_schema_versions(pg_url: str):
         assert [m["id"] for m in c.find(Query.parse("tag=dataset_list"))] == [typed["id"]]
         assert c.distinct("tag") == ["dataset_list", "raw-dataset"]
         assert c.get(typed["id"]) == typed
+        assert c.count(Query()) == 2  # version 4 counted the rows it found
         assert _execute(pg_url, "SELECT version FROM schema") == [(SCHEMA_VERSION,)]
         assert {"tags_tag_trgm", "files_name_trgm", "files_path_trgm", "artifacts_text_trgm",
                 "artifacts_type_trgm"} <= _indexes(pg_url)
@@ -386,6 +387,7 @@ def test_eight_writer_processes_no_lost_or_duplicated_rows(pg_url: str):
     assert _execute(pg_url, "SELECT count(*) FROM tags WHERE tag = 'all'") == [(WRITERS * OWN,)]
     c = open_catalogue(pg_url)
     try:
+        assert c.count(Query()) == WRITERS * OWN + CONTESTED  # the sharded count agrees
         for n in range(WRITERS):
             assert c.count(Query.build(user=f"w{n}")) == OWN + list(winner.values()).count(n)
     finally:

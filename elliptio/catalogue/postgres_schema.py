@@ -22,7 +22,7 @@ step was applied last. Version 1 is the tables with their b-tree and jsonb index
 version 2 the ``pg_trgm`` indexes (the part that needs the extension,
 :func:`ensure_pg_trgm`), version 3 the type as a row of ``tags`` beside the tags as saved
 (the type is one of the tags, :mod:`elliptio.query`; the metadata keeps the tags as
-saved).
+saved), version 4 the sharded count of artifacts (:data:`COUNT_SHARDS`).
 """
 
 from __future__ import annotations
@@ -95,6 +95,21 @@ ON CONFLICT DO NOTHING
 """
 
 
+#: how many artifacts there are, for the count of everything (the web's landing page)
+#: without a scan of a million ids: each writing transaction adds what it inserted to
+#: the row of its shard (its backend pid modulo :data:`COUNT_SHARDS`), so concurrent
+#: writers seldom wait for one another, and the count is the sum of a few rows. Rows of
+#: ``artifacts`` are never deleted, so the sum only grows, in step with them.
+COUNT_SHARDS = 16
+_COUNTS = """
+CREATE TABLE artifact_count (
+    shard integer PRIMARY KEY,             -- pg_backend_pid() % COUNT_SHARDS of the writer
+    n     bigint NOT NULL                  -- artifacts that writers of this shard inserted
+);
+INSERT INTO artifact_count (shard, n) SELECT 0, count(*) FROM artifacts
+"""
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -114,8 +129,13 @@ def _type_as_tag(conn: Any, where: str) -> None:
     conn.execute(_TYPE_AS_TAG)
 
 
+def _counts(conn: Any, where: str) -> None:
+    for statement in _statements(_COUNTS):
+        conn.execute(statement)
+
+
 #: the schema's history: STEPS[n] takes a database from version n to n + 1
-STEPS: list[Callable[[Any, str], None]] = [_tables, _trigrams, _type_as_tag]
+STEPS: list[Callable[[Any, str], None]] = [_tables, _trigrams, _type_as_tag, _counts]
 SCHEMA_VERSION = len(STEPS)
 
 
