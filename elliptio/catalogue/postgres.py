@@ -50,8 +50,9 @@ from urllib.parse import quote
 from ..errors import CatalogueError, ConfigError
 from ..query import Query
 from ..query.sql_postgres import compile_postgres, escape_like, pg_text
-from ..redact import redact, redact_url
+from ..redact import redact_url
 from .base import Catalogue, Conflict, IndexFields, index_fields
+from .postgres_errors import scrub, translate
 from .postgres_schema import COUNT_SHARDS, migrate
 
 #: seconds libpq waits for a server to answer a connection (libpq's minimum is 2)
@@ -198,39 +199,10 @@ class PostgresCatalogue(Catalogue):
             return conn.execute(sql, list(params)).fetchall()  # type: ignore[no-any-return]
 
     def _scrub(self, message: str, *secrets: str) -> str:
-        for secret in [*secrets, *getattr(self, "_secrets", [])]:
-            if secret:
-                message = message.replace(secret, "***")
-        return " ".join(redact(message).split())
-
-    def _reason(self, exc: Exception) -> str:
-        """The driver's message in one line, without the password or libpq's preamble."""
-        msg = self._scrub(str(exc))
-        for noise in ("connection failed: ", "FATAL: "):
-            msg = msg.replace(noise, "")
-        return msg.strip() or type(exc).__name__
+        return scrub(message, [*secrets, *getattr(self, "_secrets", [])])
 
     def _translate(self, exc: Exception, what: str) -> CatalogueError:
-        import psycopg
-
-        reason = self._reason(exc)
-        low = reason.lower()
-        if isinstance(exc, psycopg.OperationalError):
-            if "password authentication failed" in low or "no password supplied" in low:
-                return CatalogueError(
-                    f"PostgreSQL catalogue {self.url} refused the credentials ({reason}): "
-                    "check the user and password (URL, PGPASSWORD or ~/.pgpass)")
-            if "database" in low and "does not exist" in low:
-                return CatalogueError(f"PostgreSQL catalogue {self.url}: {reason} (create it"
-                                      " first: createdb, or CREATE DATABASE)")
-            if what == "open" or "connection refused" in low or "timeout expired" in low:
-                return CatalogueError(f"cannot reach the PostgreSQL catalogue {self.url}: "
-                                      f"{reason}")
-            return CatalogueError(f"PostgreSQL catalogue {self.url}: the connection failed "
-                                  f"during {what}: {reason}")
-        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-            return CatalogueError(f"PostgreSQL catalogue {self.url} refused {what}: {reason}")
-        return CatalogueError(f"PostgreSQL catalogue {self.url}: {what} failed: {reason}")
+        return translate(exc, what, self.url, self._secrets)
 
     def _unavailable(self, what: str) -> CatalogueError:
         """A pooled connection did not come in time: say why, from one direct attempt
