@@ -186,6 +186,9 @@ class Lake:
         # share one object: the first to claim a digest commits, the others reference it.
         by_digest: dict[tuple[str, int], str] = {}
         claim = threading.Lock()
+        # set once a dedup lookup failed: the rest of this save asks no more (each lookup
+        # of a catalogue that is down waits for its timeout, per file)
+        catalogue_down = threading.Event()
 
         def store_one(e: Entry) -> dict[str, Any]:
             staged = store.stage(f"{prefix}/{e.name}", e.source, progress)
@@ -193,8 +196,9 @@ class Lake:
                 d = staged.digest
                 with claim:
                     key = by_digest.get((d.sha256, d.size))
-                if key is None:
-                    key = next((c for c in catalogue_objects(catalogue, d.sha256, d.size)
+                if key is None and not catalogue_down.is_set():
+                    found = catalogue_objects(catalogue, d.sha256, d.size, catalogue_down)
+                    key = next((c for c in found
                                 if self._known_good(store, c, d.sha256, d.size)), None)
                 with claim:
                     key = key or by_digest.get((d.sha256, d.size))
@@ -334,11 +338,15 @@ class Lake:
             raise QueryError(str(exc).replace("build()", "search()")) from None
 
 
-def catalogue_objects(catalogue: Catalogue, sha256: str, size: int) -> list[str]:
+def catalogue_objects(catalogue: Catalogue, sha256: str, size: int,
+                      failed: threading.Event | None = None) -> list[str]:
     """Store keys recorded as holding this content (dedup candidates, to be verified), or
-    none (dedup is an optimisation: a catalogue that cannot answer never fails a save)."""
+    none (dedup is an optimisation: a catalogue that cannot answer never fails a save);
+    *failed* is set when it could not answer."""
     try:
         return catalogue.find_objects(sha256, size)
     except CatalogueError as exc:
+        if failed is not None:
+            failed.set()
         log.debug("dedup lookup failed: %s", exc)
         return []

@@ -571,6 +571,18 @@ def test_server_killed_during_a_save(pg_server, own_server_env, work, monkeypatc
         warned = [r.getMessage() for r in caplog.records if a.id in r.getMessage()]
         assert warned and "eio reindex" in warned[0]
         assert pg_server.password not in caplog.text
+
+        # a save of many files while it is down: the dedup lookup that fails is not asked
+        # again for every file (each waits for the pool's timeout), the save goes on
+        many = work / "many"
+        many.mkdir()
+        for i in range(40):
+            (many / f"f{i}.txt").write_text(f"file {i}\n")
+        started = time.monotonic()
+        b = lake.save([str(many)], based_on=[])
+        took = time.monotonic() - started
+        assert b.catalogued is False and len(b.files) == 40
+        assert took < BOUND, f"a 40-file save took {took:.1f}s with the catalogue down"
     finally:
         lake.close()
 
@@ -580,9 +592,10 @@ def test_server_killed_during_a_save(pg_server, own_server_env, work, monkeypatc
         assert again.load(a.id).based_on == [first.id]  # found in the store by its id
     out = eio_cli(own_server_env, "reindex")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("reindexed 1 of 2 artifact(s)")
+    assert out.stdout.startswith("reindexed 2 of 3 artifact(s)")
     with Lake(Settings.load()) as again:
         assert again.catalogue.get(a.id) == a.metadata
+        assert again.catalogue.get(b.id) == b.metadata
         assert [x.id for x in again.search(based_on=first.id)] == [a.id]
 
 
