@@ -252,3 +252,36 @@ def test_a_daemon_running_as_another_user_answers_each_session_about_itself(
         assert in_session(f"{cat} >/dev/null; {ask}", cenv, work).strip() == f"['{a}']"
     finally:
         m.unmount()
+
+
+def test_the_asker_uid_check_reads_the_status_file_only_when_the_owner_differs():
+    """readsock.runs_as: a process's /proc/<pid> owner answers for a dumpable process; a
+    process the kernel shows as root (not dumpable) is still told apart by its status
+    file; another user's process, or a pid that is gone, is nobody's asker."""
+    from elliptiofs import readsock
+
+    assert readsock.runs_as(os.getpid(), os.geteuid())
+    assert not readsock.runs_as(os.getpid(), os.geteuid() + 1)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert not readsock.runs_as(gone.pid, os.geteuid())
+    if os.geteuid() != 0:
+        return  # the rest needs another user's processes
+    script = ("import ctypes, os, sys, time; os.setuid(%d); "
+              "ctypes.CDLL(None).prctl(4, int(sys.argv[1]), 0, 0, 0); "  # PR_SET_DUMPABLE
+              "print('ready', flush=True); time.sleep(30)" % NOBODY)
+    for dumpable in (1, 0):
+        p = subprocess.Popen([sys.executable, "-c", script, str(dumpable)],
+                             stdout=subprocess.PIPE)
+        try:
+            assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+            # Linux shows a process that is not dumpable as root's (the status file
+            # decides then); some kernels (gVisor) show its euid either way
+            assert os.stat(f"/proc/{p.pid}").st_uid in ((NOBODY,) if dumpable else (0, NOBODY))
+            assert readsock.runs_as(p.pid, NOBODY)
+            assert not readsock.runs_as(p.pid, 12345)
+        finally:
+            p.kill()
+            p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
