@@ -109,7 +109,18 @@ class PostgresCompiler(SQLCompiler):
 
     def compile(self) -> tuple[str, list[Any]]:
         sql, params = super().compile()
-        return sql, [pg_text(v) if isinstance(v, str) else v for v in params]
+        params = [pg_text(v) if isinstance(v, str) else v for v in params]
+        if self.count or self.q.limit is None:
+            return sql, params
+        # a page is chosen by id alone, then its rows are read: the planner would read
+        # the whole row of every match before sorting (3,000 matches of *.h5 in 100,000
+        # artifacts: 100 ms), where the ids come from index-only scans
+        select = "SELECT a.id, a.metadata FROM artifacts a"
+        assert sql.count(select) == 1, sql
+        inner = sql.replace(select, "SELECT a.id FROM artifacts a")
+        order = "DESC" if self.q.order == "newest" else "ASC"
+        return (f"SELECT p.id, m.metadata FROM ({inner}) AS p"
+                f" JOIN artifacts m ON m.id = p.id ORDER BY p.id {order}"), params
 
 
 def compile_postgres(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
