@@ -246,9 +246,10 @@ def test_server_killed_during_a_search(pg_server: PostgresServer, monkeypatch):
     monkeypatch.setattr(pg_module, "compile_postgres", real)
     for call in (lambda: c.find(Query()), lambda: c.upsert(make_metadata())):
         t = time.monotonic()
-        with pytest.raises(CatalogueError) as info:
+        with pytest.raises(CatalogueError, match="cannot reach") as info:
             call()
-        assert time.monotonic() - t < 15
+        # the pool holds no connection now: a refused connect, not the pool's timeout
+        assert time.monotonic() - t < 2
         _one_line_without(info.value, pg_server.password)
     c.close()
 

@@ -145,6 +145,8 @@ class PostgresCatalogue(Catalogue):
         self.pool_timeout = pool_timeout
         self._pool: Any = None
         self._migrated = False
+        #: the last call lost its connection or waited for one in vain
+        self._lost = False
         self._lock = threading.Lock()
 
     # -- the edge: every call of psycopg goes through here -------------------------------
@@ -182,13 +184,25 @@ class PostgresCatalogue(Catalogue):
         from psycopg_pool import PoolTimeout
 
         pool = self._open_pool()
+        if self._lost:
+            # the last call lost its connection or got none: one direct attempt says at
+            # once whether waiting for the pool makes sense, so while the server is down
+            # each call costs a refused connect, not the pool's timeout
+            problem = self._diagnose()
+            if problem is not None:
+                raise problem
+            self._lost = False
         try:
             with pool.connection() as conn:
                 yield conn
         except CatalogueError:
             raise
         except PoolTimeout as exc:
+            self._lost = True
             raise self._unavailable(what) from exc
+        except psycopg.OperationalError as exc:
+            self._lost = True
+            raise self._translate(exc, what) from exc
         except psycopg.Error as exc:
             raise self._translate(exc, what) from exc
         except UnicodeEncodeError as exc:  # a lone surrogate in hand-written metadata
@@ -204,16 +218,22 @@ class PostgresCatalogue(Catalogue):
     def _translate(self, exc: Exception, what: str) -> CatalogueError:
         return translate(exc, what, self.url, self._secrets)
 
-    def _unavailable(self, what: str) -> CatalogueError:
-        """A pooled connection did not come in time: say why, from one direct attempt
-        (the pool's own attempts happen in its threads and their errors stay there)."""
+    def _diagnose(self) -> CatalogueError | None:
+        """Why no connection can be made, from one direct attempt (the pool's own
+        attempts happen in its threads and their errors stay there); None if one can."""
         import psycopg
 
         try:
             with psycopg.connect(self._conninfo, connect_timeout=2):
-                pass
+                return None
         except psycopg.Error as exc:
             return self._translate(exc, "open")
+
+    def _unavailable(self, what: str) -> CatalogueError:
+        """A pooled connection did not come in time: say why."""
+        problem = self._diagnose()
+        if problem is not None:
+            return problem
         return CatalogueError(
             f"PostgreSQL catalogue {self.url}: no connection free within "
             f"{self.pool_timeout:g}s for {what} (all {self.max_connections} busy)")
