@@ -141,6 +141,22 @@ def test_combined_conditions(hard):
     agree(c, corpus, files="*.nomatch", tags="*dataset*")
 
 
+def test_several_info_equalities(cat):  # noqa: F811
+    """Two or three ``info`` conditions at once (SQLite checks all but the first per row)."""
+    corpus = random_corpus(seed=8, n=150)
+    cat.upsert_many(corpus)
+    hits = 0
+    for info in ({"model": {"layers": "3", "opt": {"name": "sgd"}}},
+                 {"model": {"layers": 3, "opt": {"name": "sgd"}}},  # 3, not "3"
+                 {"model": {"opt": {"name": "adam"}}, "type": "dataset"},
+                 {"model": {"layers": 4, "opt": {"name": "adam"}}, "type": "dataset"},
+                 {"learningRate": 10, "type": "dataset", "model": {"layers": 4}},
+                 {"flag": True, "epochs": 10}, {"lr": None, "model": {"layers": 3}}):
+        hits += bool(agree(cat, corpus, info=info))
+        agree(cat, corpus, info=info, files="*.txt")
+    assert hits >= 3
+
+
 def test_the_type_is_a_tag_in_the_index(cat):  # noqa: F811
     typed = make_metadata(info={"type": "dataset_list"})
     both = make_metadata(info={"type": "ümlaut"}, tags=["ümlaut"])  # a tag equal to the type

@@ -175,6 +175,7 @@ class SQLiteCompiler(SQLCompiler):
         self.search = search
         #: every match's search document holds all of these
         self.trigrams: set[str] = set()
+        self._infos = 0
 
     def _narrowed(self, cond: str, trigrams: set[str]) -> str:
         if not self.search or not trigrams:
@@ -196,6 +197,18 @@ class SQLiteCompiler(SQLCompiler):
 
     def text_cond(self, text: str) -> str:
         return self._narrowed(super().text_cond(text), text_trigrams(text))
+
+    def info_cond(self, key: str, value: str) -> str:
+        # the first info equality is a list of ids SQLite builds once and walks in id
+        # order; a second one as a list too would be built whole before the first row
+        # (91k ids for model.layers=3 on 1M: 37 ms), as EXISTS it is one primary-key
+        # lookup per row of the first, and the walk stops at the limit
+        self._infos += 1
+        if self._infos == 1:
+            return super().info_cond(key, value)
+        self.params += [key, value]
+        return (f"EXISTS (SELECT 1 FROM info i WHERE i.artifact = a.id"
+                f" AND i.key = {self.p} AND i.value = {self.p})")
 
 
 def compile_sql(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
