@@ -528,3 +528,24 @@ def test_environment_password_is_scrubbed_from_messages(monkeypatch, postgres):
     assert c._scrub(f"x {secret} y") == "x *** y"
     c.close()
     assert os.environ["PGPASSWORD"] == secret
+
+
+def test_the_dialect_writes_like_regex_and_containment():
+    """What PostgresCompiler writes for each kind of condition (the contract suite proves
+    what it finds; this pins the form an index answers)."""
+    sql, params = compile_postgres(Query.build(files="50%_x?.txt"))
+    assert "f.name LIKE %s" in sql and "50\\%\\_x_.txt" in params
+    sql, params = compile_postgres(Query.build(files="data/*"))
+    assert "f.path LIKE %s" in sql and "data/%" in params
+    sql, params = compile_postgres(Query.build(tags="[ab]*"))
+    assert "t.tag ~ %s" in sql and any(str(p).startswith("^[ab]") for p in params)
+    sql, params = compile_postgres(Query.build(tags="dataset"))
+    assert "t.tag = %s" in sql and "UNION" not in sql  # the type is a row of tags
+    sql, params = compile_postgres(Query.build(text="A_b%"))
+    assert "a.text LIKE %s" in sql and "%a\\_b\\%%" in params
+    sql, params = compile_postgres(Query.build(info={"epochs": 10}))
+    assert "a.info @> %s::jsonb" in sql and json.loads(params[0]) == {"epochs": ["10"]}
+    sql, _params = compile_postgres(Query.build(user="andy"))
+    assert sql.startswith("SELECT p.id, m.metadata FROM (") and "ORDER BY p.id DESC" in sql
+    sql, _params = compile_postgres(Query.build(user="andy"), count=True)
+    assert sql.startswith("SELECT count(*) FROM artifacts a")
