@@ -231,7 +231,10 @@ class SQLiteCatalogue(Catalogue):
                        [(f.id, k, v) for k, v in f.info])
         db.executemany("INSERT INTO based_on(child, parent) VALUES (?,?)",
                        [(f.id, p) for p in f.based_on])
-        search.add(db, bucket)
+        if members.keys() - {f.id}:
+            search.add(db, bucket)
+        else:
+            search.add_one(db, bucket, f)
         return None
 
     def claim_many(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, list[Conflict]]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..ids import _ALPHABET, ID_RE
 from ..query.trigrams import NAME, PATH, SEP, TAG, TEXT
+from .base import IndexFields
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ def _chars(marks: tuple[str, str]) -> tuple[str, str]:
 
 _name, _path, _tag, _text = (_chars(m) for m in (NAME, PATH, TAG, TEXT))
 _sep = "char(" + ",".join(str(ord(c)) for c in SEP) + ")"
-#: the document of the bucket of ids in [:lo, :hi), from its rows (NULL when it has none);
-#: the one definition, for writes, deletes and builds alike
+#: the document of the bucket of ids in [:lo, :hi), from its rows (NULL when it has none),
+#: for deletes, builds and writes to a bucket that holds other ids; :func:`document` makes
+#: the same from one artifact's fields, for the common write (tests compare the two)
 DOC = f"""
 SELECT {_sep} || group_concat(v, {_sep}) || {_sep} FROM (
     SELECT {_name[0]} || name || {_name[1]} AS v FROM files
@@ -73,6 +75,7 @@ SELECT {_sep} || group_concat(v, {_sep}) || {_sep} FROM (
      WHERE id >= :lo AND id < :hi
 )"""
 _ADD = f"INSERT INTO search(rowid, doc) SELECT :rowid, ({DOC})"
+_ADD_DOC = "INSERT INTO search(rowid, doc) VALUES (?, ?)"
 _DELETE = f"INSERT INTO search(search, rowid, doc) SELECT 'delete', :rowid, ({DOC})"
 
 
@@ -118,6 +121,25 @@ def forget(db: sqlite3.Connection, bucket: Bucket) -> None:
 def add(db: sqlite3.Connection, bucket: Bucket) -> None:
     """Index the document of *bucket* as its rows make it now (after they changed)."""
     db.execute(_ADD, bucket.params())
+
+
+def add_one(db: sqlite3.Connection, bucket: Bucket, f: IndexFields) -> None:
+    """Index the document of *bucket* when *f* is its only artifact: :data:`DOC`'s values
+    from the fields instead of the rows just written (a third of a bulk load's time)."""
+    db.execute(_ADD_DOC, (bucket.rowid, document(f)))
+
+
+def document(f: IndexFields) -> str:
+    """The document of one artifact, from its :func:`~.base.index_fields`: the values of
+    :data:`DOC` (the order differs, which changes no trigram: see
+    :mod:`elliptio.query.trigrams`)."""
+    values = [NAME[0] + name + NAME[1] for _path, name, *_ in f.files]
+    values += [PATH[0] + path + PATH[1] for path, *_ in f.files]
+    values += [TAG[0] + t + TAG[1] for t in f.tags]
+    if f.type is not None:
+        values.append(TAG[0] + f.type + TAG[1])
+    values.append(TEXT[0] + f.text + TEXT[1])
+    return SEP + SEP.join(values) + SEP
 
 
 def build(db: sqlite3.Connection, path: str) -> int:
