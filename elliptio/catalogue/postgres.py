@@ -66,9 +66,11 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 MAX_CONNECTIONS = 16
 
 #: a connection's own staging table for the artifacts of a batch (COPY fills it: the
-#: fastest way in, and no text-array quoting of megabytes of metadata)
-_STAGING = ('CREATE TEMPORARY TABLE eio_claim (LIKE artifacts INCLUDING DEFAULTS)'
-            ' ON COMMIT DELETE ROWS')
+#: fastest way in, and no text-array quoting of megabytes of metadata). Made by the
+#: transaction that uses it if its connection lacks it, so nothing of a session is relied
+#: on (PgBouncer's transaction pooling hands each transaction any server connection)
+_STAGING = ('CREATE TEMPORARY TABLE IF NOT EXISTS eio_claim'
+            ' (LIKE artifacts INCLUDING DEFAULTS) ON COMMIT DELETE ROWS')
 _COLUMNS = 'id, "user", created, type, prefix, text, info, metadata'
 _UPSERT = f"""
 INSERT INTO artifacts ({_COLUMNS})
@@ -172,7 +174,6 @@ class PostgresCatalogue(Catalogue):
                 kwargs={"autocommit": True, "prepare_threshold": None},
                 # a connection that died (server restarted) is replaced before use
                 check=ConnectionPool.check_connection,
-                configure=lambda conn: conn.execute(_STAGING),
             )
             pool.open(wait=False)
             self._pool = pool
@@ -275,8 +276,7 @@ class PostgresCatalogue(Catalogue):
         table still holds the first)."""
         ids = sorted(rows)
         with conn.cursor() as cur:
-            if again:
-                cur.execute("DELETE FROM eio_claim")
+            cur.execute("DELETE FROM eio_claim" if again else _STAGING)
             with cur.copy(f"COPY eio_claim ({_COLUMNS}) FROM STDIN") as copy:
                 for i in ids:
                     f, md = rows[i]
