@@ -599,7 +599,7 @@ def test_server_killed_during_a_save(pg_server, own_server_env, work, monkeypatc
         assert [x.id for x in again.search(based_on=first.id)] == [a.id]
 
 
-# -- bad input ---------------------------------------------------------------------------------------
+# -- bad input ------------------------------------------------------------------------------
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A port that accepts connections and never says a word (a hung server)."""
