@@ -229,7 +229,7 @@ def test_bad_store_and_catalogue_urls(work, monkeypatch):
     with pytest.raises(eio.ConfigError):
         eio.save(["ok.txt"])
     monkeypatch.delenv("ELLIPTIO_STORE")
-    monkeypatch.setenv("ELLIPTIO_CATALOGUE", "postgres://x")
+    monkeypatch.setenv("ELLIPTIO_CATALOGUE", "redis://x")
     with pytest.raises(eio.ConfigError, match="unknown catalogue URL"):
         eio.search()
 
