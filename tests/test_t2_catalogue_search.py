@@ -419,7 +419,7 @@ def test_a_common_pattern_falls_back_to_the_plain_plan(opened, tmp_path, monkeyp
     corpus = [make_metadata(files=["common.txt"], user="rare" if i % 150 == 0 else "many")
               for i in range(600)]
     c.upsert_many(corpus)
-    q = Query.build(files="*.txt", user="rare", limit=5)
+    q = Query.build(files="*.txt", user="r?re", limit=5)  # a glob: no user index
     want = reference_find(q, corpus)
     monkeypatch.setattr(sqlite_search, "BUDGET", 300)
     seen = _statements(c, q)
@@ -433,6 +433,30 @@ def test_a_common_pattern_falls_back_to_the_plain_plan(opened, tmp_path, monkeyp
     assert not [s for s in seen if "FROM artifacts a" in s and "json_each" not in s]
     assert ids(c.find(q)) == want and c.count(q) == 4
     c.close()
+
+
+def test_a_rare_user_is_walked_by_the_user_index(opened, monkeypatch):
+    """With one user named exactly, who has fewer artifacts in the time range than the
+    budget, the plain statement (the user's index) answers and the search index is not
+    read."""
+    c = opened("c.sqlite")
+    corpus = [make_metadata(files=["common.txt"], user="rare" if i % 150 == 0 else "many")
+              for i in range(600)]
+    c.upsert_many(corpus)
+    monkeypatch.setattr(sqlite_search, "BUDGET", 100)
+    for user, searched in (("rare", False), ("many", True)):
+        q = Query.build(files="*.txt", user=user, limit=5)
+        seen = _statements(c, q)
+        assert any("FROM search" in s for s in seen) == searched, (user, seen)
+        assert ids(c.find(q)) == reference_find(q, corpus)
+        assert c.count(q) == len(reference_find(replace(q, limit=None), corpus))
+    # the bound is the budget: with a smaller one, "many" is walked by the user index too
+    for budget, searched in ((596, True), (597, False)):  # "many" has 596
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sqlite_search, "BUDGET", budget)
+            q = Query.build(files="*.txt", user="many", since="2000-01-01")
+            assert any("FROM search" in s for s in _statements(c, q)) == searched
+            assert ids(c.find(q)) == reference_find(q, corpus)
 
 
 def test_malformed_ids_are_refused(opened, tmp_path):
