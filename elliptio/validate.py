@@ -27,7 +27,7 @@ MAX_TAG_LEN = 200
 def check_info(info: Any, max_bytes: int | None) -> dict[str, Any]:
     """Validate ``info``: a mapping with string keys (no '.'), YAML-safe values, bounded
     (*max_bytes* as YAML; None: not measured, for info read back whose metadata.yaml is
-    bounded as a whole)."""
+    bounded as a whole); ``info.type``, one of the tags, as long as a tag may be."""
     if info is None:
         return {}
     if not isinstance(info, Mapping):
@@ -60,6 +60,13 @@ def check_info(info: Any, max_bytes: int | None) -> dict[str, Any]:
                          "(use str, int, float, bool, None, lists and mappings)")
 
     clean = check(info, "")
+    kind = clean.get("type")
+    if kind is not None and len(str(kind)) > MAX_TAG_LEN:
+        # the type is one of the tags (elliptio.query): searched and listed as one
+        # (by-tag/<type>/), so bounded as one; a database index also has a largest entry
+        # (PostgreSQL's b-tree: ~2.7 kB), which an unbounded type would break
+        raise UsageError(f"info.type is {len(str(kind))} characters; it is one of the "
+                         f"artifact's tags, at most {MAX_TAG_LEN} characters")
     if max_bytes is None:
         return clean
     size = len(yaml.safe_dump(clean, allow_unicode=True).encode())

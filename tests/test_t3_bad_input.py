@@ -97,11 +97,18 @@ def test_two_inputs_same_name(work, lake_env):
     ({"blob": "x" * (2 << 20)}, "limit"),
     ("not a dict", "mapping"),
     ({"set": {1, 2}}, "cannot be stored"),
+    ({"type": "t" * 201}, "one of the artifact's tags, at most 200"),
+    ({"type": 10 ** 201}, "one of the artifact's tags"),
 ])
 def test_bad_info(work, lake_env, info, match):
     with pytest.raises(eio.UsageError, match=match):
         eio.save(["ok.txt"], info=info)
     assert nothing_written(lake_env)
+
+
+def test_a_type_as_long_as_a_tag_is_saved_and_found(work, lake_env):
+    a = eio.save(["ok.txt"], info={"type": "t" * 200})
+    assert eio.search(tags="t" * 200)[0].id == a.id
 
 
 def test_recursive_info(work, lake_env):

@@ -282,6 +282,7 @@ MALFORMED = {
     "provenance is text": lambda m: m.update(provenance="x"),
     "a path twice": lambda m: m["files"].append(dict(m["files"][0])),
     "sha256 is short": lambda m: m["files"][0].update(sha256="abc"),
+    "a type too long to be a tag": lambda m: m.update(info={"type": "t" * 3000}),
 }
 
 
