@@ -15,8 +15,9 @@
    (``--cache``, keyed by N, seed and schema version, reused only when their schema is
    what this code makes: bench/catalogue_backends.py), PostgreSQL's in a cluster of the
    bench's own run by ``tests.fixtures.postgres.PostgresServer`` (started here, stopped
-   by PID); ``--load-only --clock MS`` loads them in separate runs at once (a 1M load
-   takes each backend 25-40 min on this machine). Plans of the queries missing the
+   by PID); ``--load-only --clock MS`` loads them in separate runs at once (on the shared
+   2-core machine of issue 18, SQLite took 160-300 artifacts/s and PostgreSQL 220-510/s:
+   about an hour and half an hour for 1M). Plans of the queries missing the
    targets (p50 < 50 ms, p95 < 100 ms) follow:
    ``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN (ANALYZE, BUFFERS)`` on PostgreSQL.
 2. Concurrent saves (bench/catalogue_saves.py): P processes x S ``eio.save`` into one
