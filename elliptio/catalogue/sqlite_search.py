@@ -11,11 +11,17 @@ decided here:
   do, so walking the index by rowid walks the artifacts newest first (or oldest first),
   and a query can stop after its ``limit``. Ids that share a bucket (two saves in one
   millisecond with the same 15 bits) share a document; it holds the values of all of them.
-- The document of a bucket is made from the rows by one SQL expression (:data:`DOC`),
-  when an artifact is written and when the index is built; before the rows of a bucket
-  change, its old document — made by the same expression from the rows as they still are —
-  is deleted (a contentless table forgets a document only when told what it held). Both
-  happen in the transaction of the write, so the index and the rows change together.
+- The document of a bucket is made from the rows by one SQL expression (:data:`DOC`)
+  when the index is built and when a bucket holds other ids; a new artifact alone in its
+  bucket (the common write) gets the same values from its fields (:func:`document`).
+  Before the rows of a bucket change, its old document — made by :data:`DOC` from the rows
+  as they still are — is deleted (a contentless table forgets a document only when told
+  what it held). Both happen in the transaction of the write, so the index and the rows
+  change together.
+- Cost: ~800 bytes per artifact at 1M (the bench's corpus), nearly all doclists; each
+  entry is a rowid delta, 5-6 bytes because of the rowids' 15 random bits (rowids of
+  milliseconds would take ~2/3 of it, dense ones ~1/4: a later schema version's choice,
+  traded against ids sharing documents).
 
 A query (:func:`find`) reads the index a chunk of buckets at a time, in order, and runs
 the compiled statement on those candidates only (the statement checks every condition
