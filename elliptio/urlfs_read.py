@@ -17,8 +17,8 @@ column chunk) fetches exactly its range and never comes here.
   reader's own work overlap, and neither runs on the reader's thread. A span is handed
   over only once it is hashed, so the span holding the last byte is handed over only
   once the digest matched, and a mismatch raises before any of it is handed over.
-- In memory at most ``AHEAD + SPAN`` bytes per file (40 MiB), plus what one read asks
-  for; a closed file stops its stream.
+- In memory at most ``AHEAD + SPAN`` bytes per file (40 MiB), plus the store reader's
+  own buffer (4 MiB on S3) and what one read asks for; a closed file stops its stream.
 
 Why these numbers and this shape (``bench/bench_urlfs.py``, SeaweedFS on loopback, 2
 cores, where server, sockets and sha256 share the CPU): one streaming GET costs the

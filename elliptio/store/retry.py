@@ -4,7 +4,9 @@ Only store implementations retry, and only through :func:`retry`; callers never 
 Every request of the S3 store goes through it (:func:`elliptio.store.s3.errors.call`,
 with :func:`elliptio.store.s3.errors.is_transient` deciding what is worth repeating);
 a request there includes reading its body, so a body cut short by a reset mid-transfer
-is fetched again whole (``reads.get``, ``download._fetch_into``). The local and
+is fetched again whole (``reads.get``, ``download._fetch_into``), and a stream
+(``reads._Stream``, what a reader reads in order) is opened again where it broke: each
+of its reads is one request. The local and
 in-memory stores do not retry: a local filesystem's errors do not pass by themselves.
 
 The places allowed a second attempt of their own, and why:

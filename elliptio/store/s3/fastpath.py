@@ -8,6 +8,10 @@ Signature Version 4 with an unsigned payload — and sends it on pooled keep-ali
 ``http.client`` connections: 0.16 ms of CPU per request (``bench/bench_s3.py``
 has the row).
 
+The same request also opens a stream (:meth:`SignedGetter.open_range`): the answer's
+headers checked, its :class:`Body` left for the caller to read as it goes (a reader of
+``Store.open`` reading in order, :mod:`.reads`).
+
 It is only the happy path. Everything it learns comes from the botocore client the store
 uses, so both agree: the URL layout (scheme, host, path or virtual-host addressing) from
 a presigned URL botocore builds once, the region from the client, the credentials (also
