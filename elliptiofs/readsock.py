@@ -169,10 +169,10 @@ class ReadsSocket:
                 before = time.time()
                 try:
                     # on the trio thread, as the read log's writes are (readonly.py): one
-                    # indexed lookup of one scope's rows (~0.1 ms at 1,000,000 rows), less
+                    # indexed lookup of one scope's rows (~0.05 ms at 1,000,000 rows), less
                     # than a hand-off to a worker thread and back costs, and each hand-off
                     # waits for the OS to run that thread, which on a busy machine is
-                    # what a save waited for (bench/bench_readlog.py: p95 7 -> ~1 ms)
+                    # what a save waited for (bench/bench_readlog.py, docs/mount.md)
                     ids = reads_of(self.readlog, pid, uid, self.mode, before)
                 except ReadLogError as exc:
                     log.warning("cannot answer a lineage query: %s", exc)
