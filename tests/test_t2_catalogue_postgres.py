@@ -549,3 +549,47 @@ def test_the_dialect_writes_like_regex_and_containment():
     assert sql.startswith("SELECT p.id, m.metadata FROM (") and "ORDER BY p.id DESC" in sql
     sql, _params = compile_postgres(Query.build(user="andy"), count=True)
     assert sql.startswith("SELECT count(*) FROM artifacts a")
+
+
+# -- a server that answers connections but not statements ------------------------------
+def test_a_held_lock_is_a_catalogue_error_not_a_hang(pg_url: str):
+    """Another session holds every table (ACCESS EXCLUSIVE): a search, a count and a save
+    each fail with one CatalogueError once the statement timeout passes, rather than
+    waiting for ever (the mount would hang its caller); the same catalogue answers when
+    the lock is gone."""
+    c = PostgresCatalogue(pg_url, statement_timeout=1.5)
+    c.upsert(make_metadata())
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("LOCK TABLE artifacts, files, tags, based_on, artifact_count"
+                        " IN ACCESS EXCLUSIVE MODE")
+        for call in (lambda: c.find(Query(tags=("*dataset*",))),
+                     lambda: c.count(Query()),
+                     lambda: c.upsert(make_metadata())):
+            t = time.monotonic()
+            with pytest.raises(CatalogueError, match="took too long and was cancelled") as info:
+                call()
+            assert 1.0 < time.monotonic() - t < 10
+            _one_line_without(info.value)
+        holder.rollback()
+    assert len(c.find(Query())) == 1
+    c.close()
+
+
+def test_the_url_sets_its_own_statement_timeout(pg_url: str):
+    c = PostgresCatalogue(pg_url + "?options=-c%20statement_timeout%3D1234")
+    with c._conn("test") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1234ms"
+    c.close()
+    c = PostgresCatalogue(pg_url)
+    with c._conn("test") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+    c.close()
+
+
+def test_a_short_password_is_scrubbed_without_mangling_words():
+    from elliptio.catalogue.postgres_errors import scrub
+
+    assert scrub("connection timeout expired", ["x"]) == "connection timeout expired"
+    assert scrub("password=x host=h", ["x"]) == "password=*** host=h"
+    assert scrub("postgresql://eio:x@h/db", ["x"]) == "postgresql://***@h/db"
+    assert scrub("user 'pw-1' said pw-1", ["pw-1"]) == "user '***' said ***"

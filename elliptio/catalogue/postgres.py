@@ -11,7 +11,7 @@ Connections come from one ``psycopg_pool.ConnectionPool`` (thread-safe; each cal
 a connection for its statement or transaction), opened on first use — not in the
 constructor, so a save whose catalogue is down still succeeds with ``catalogued=False``.
 The first use also creates or migrates the schema (:mod:`.postgres_schema`). Connect and
-pool-wait timeouts are short (:data:`CONNECT_TIMEOUT`, :data:`POOL_TIMEOUT`): a dead or
+pool-wait timeouts are short (:mod:`.postgres_url`): a dead or
 unreachable server is a :class:`~elliptio.errors.CatalogueError` within seconds, never a
 hang. Reads run in autocommit; a write is one transaction.
 
@@ -39,29 +39,22 @@ that died during the call, a missing ``pg_trgm``). Nothing here retries.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 from ..errors import CatalogueError, ConfigError
 from ..query import Query
 from ..query.sql_postgres import compile_postgres, escape_like, pg_text
 from ..redact import redact_url
 from .base import Catalogue, Conflict, IndexFields, index_fields
-from .postgres_errors import scrub, translate
+from .postgres_errors import quiet_pool_log, scrub, translate
 from .postgres_schema import COUNT_SHARDS, migrate
+from .postgres_url import (CONNECT_TIMEOUT, POOL_TIMEOUT, STATEMENT_TIMEOUT,
+                           connection_info)
 
-#: seconds libpq waits for a server to answer a connection (libpq's minimum is 2)
-CONNECT_TIMEOUT = 5
-#: seconds a call waits for a pooled connection before it fails
-POOL_TIMEOUT = 5.0
-#: libpq's TCP keepalive settings unless the URL sets them
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-              "keepalives_count": 3}
 #: connections kept at most (the mount daemon and a web server share one catalogue)
 MAX_CONNECTIONS = 16
 
@@ -115,7 +108,8 @@ class PostgresCatalogue(Catalogue):
 
     def __init__(self, url: str, *, max_connections: int = MAX_CONNECTIONS,
                  pool_timeout: float = POOL_TIMEOUT,
-                 connect_timeout: int = CONNECT_TIMEOUT) -> None:
+                 connect_timeout: int = CONNECT_TIMEOUT,
+                 statement_timeout: float = STATEMENT_TIMEOUT) -> None:
         try:
             import psycopg
             import psycopg_pool  # noqa: F401
@@ -123,26 +117,8 @@ class PostgresCatalogue(Catalogue):
             raise ConfigError("a postgresql:// catalogue needs psycopg: pip install "
                               "'elliptio[postgresql]'") from exc
         self.url = redact_url(url)
-        try:
-            params = psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.Error as exc:
-            raise ConfigError(f"bad PostgreSQL URL {self.url}: "
-                              f"{self._scrub(str(exc), url)}") from exc
-        port = str(params.get("port", ""))
-        if port and not all(p.strip().isdigit() for p in port.split(",")):
-            raise ConfigError(f"bad PostgreSQL URL {self.url}: the port must be a number")
-        # a driver message may quote the password, as given or as the URL spells it
-        self._secrets = sorted({form for s in (params.get("password"),
-                                               os.environ.get("PGPASSWORD")) if s
-                                for form in (s, quote(s, safe=""), quote(s))},
-                               key=len, reverse=True)
-        params.setdefault("connect_timeout", connect_timeout)
-        params.setdefault("application_name", "elliptio")
-        # a server that vanishes without closing the socket (a host gone, a partition)
-        # fails the call in about a minute instead of never
-        for key, value in KEEPALIVES.items():
-            params.setdefault(key, value)
-        self._conninfo = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+        self._conninfo, self._secrets = connection_info(url, self.url, connect_timeout,
+                                                        statement_timeout)
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
         self._pool: Any = None
@@ -175,6 +151,7 @@ class PostgresCatalogue(Catalogue):
                 # a connection that died (server restarted) is replaced before use
                 check=ConnectionPool.check_connection,
             )
+            quiet_pool_log()
             pool.open(wait=False)
             self._pool = pool
             return pool
@@ -202,7 +179,8 @@ class PostgresCatalogue(Catalogue):
             self._lost = True
             raise self._unavailable(what) from exc
         except psycopg.OperationalError as exc:
-            self._lost = True
+            # a cancelled statement is the server answering, not the connection lost
+            self._lost = not isinstance(exc, psycopg.errors.QueryCanceled)
             raise self._translate(exc, what) from exc
         except psycopg.Error as exc:
             raise self._translate(exc, what) from exc
@@ -236,8 +214,10 @@ class PostgresCatalogue(Catalogue):
         if problem is not None:
             return problem
         return CatalogueError(
-            f"PostgreSQL catalogue {self.url}: no connection free within "
-            f"{self.pool_timeout:g}s for {what} (all {self.max_connections} busy)")
+            f"PostgreSQL catalogue {self.url}: no pooled connection within "
+            f"{self.pool_timeout:g}s for {what}, though the server answers now: the pool "
+            f"is reconnecting after an outage, or all {self.max_connections} connections "
+            "are busy; try again")
 
     # -- writing -------------------------------------------------------------------------
     def claim_many(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, list[Conflict]]:

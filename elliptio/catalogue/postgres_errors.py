@@ -6,6 +6,8 @@ can echo connection parameters; ``PGPASSWORD`` counts too)."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 
 from ..errors import CatalogueError
@@ -16,8 +18,26 @@ def scrub(message: str, secrets: Iterable[str]) -> str:
     """*message* in one line, every one of *secrets* (longest first) and anything
     :func:`~elliptio.redact.redact` knows as a secret replaced."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        message = message.replace(secret, "***")
+        # as a whole word where its ends are word characters: a short password ("x")
+        # must not turn "expired" into "e***pired"; where a driver quotes one, it stands
+        # after "=", ":" or a quote and before "@", a quote or a space
+        pattern = re.escape(secret)
+        if secret[0].isalnum():
+            pattern = r"(?<![0-9A-Za-z])" + pattern
+        if secret[-1].isalnum():
+            pattern += r"(?![0-9A-Za-z])"
+        message = re.sub(pattern, "***", message)
     return " ".join(redact(message).split())
+
+
+def quiet_pool_log() -> None:
+    """psycopg_pool logs a warning, two lines, for every failed reconnection attempt: a
+    flood in the mount daemon's and web server's logs during an outage that the
+    catalogue reports anyway (each call fails with a CatalogueError that says why). Its
+    logger is set to errors only, unless the application configured it."""
+    log = logging.getLogger("psycopg.pool")
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.ERROR)
 
 
 def reason(exc: Exception, secrets: Iterable[str]) -> str:
@@ -34,6 +54,10 @@ def translate(exc: Exception, what: str, url: str, secrets: Iterable[str]) -> Ca
 
     why = reason(exc, secrets)
     low = why.lower()
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return CatalogueError(f"PostgreSQL catalogue {url}: {what} took too long and was "
+                              f"cancelled ({why}): the server is overloaded or a lock is "
+                              "held (the limit: statement_timeout, in the URL's options)")
     if isinstance(exc, psycopg.OperationalError):
         if "password authentication failed" in low or "no password supplied" in low:
             return CatalogueError(

@@ -161,6 +161,8 @@ def migrate(conn: Any, where: str, *, upto: int = SCHEMA_VERSION) -> int:
         return found
     _refuse_newer(found, where)
     with conn.transaction():
+        # building an index of a large catalogue takes what it takes: not a stuck call
+        conn.execute("SET LOCAL statement_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         found = version(conn)  # again: another process may have done it meanwhile
         if found == upto:

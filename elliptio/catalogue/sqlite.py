@@ -11,6 +11,7 @@ migrated then, once (:mod:`.sqlite_search` builds the index from the rows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -242,7 +243,7 @@ class SQLiteCatalogue(Catalogue):
         conflicts: list[Conflict] = []
         db = self._db()
         try:
-            with self._lock if self._memory is not None else _nolock:
+            with self._lock if self._memory is not None else contextlib.nullcontext():
                 # IMMEDIATE: the check of who holds an id and the write are one step
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -391,14 +392,3 @@ class SQLiteCatalogue(Catalogue):
             memory, self._memory = self._memory, None
         if memory is not None:
             memory.close()
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
-
-
-_nolock = _NoLock()
