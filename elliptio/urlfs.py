@@ -16,10 +16,10 @@ followed) unless one is given: ``fsspec.filesystem("eio", lake=lake)`` or
 - **Ranged reads.** A file is an :class:`fsspec.spec.AbstractBufferedFile` whose ranges
   come from :meth:`Store.read_range` (on S3, ranged GETs). Reads that continue in order
   from the start of the file get read-ahead (:class:`elliptio.urlfs_read.InOrderReads`:
-  a first block of :data:`BLOCK_SIZE`, then a stream of ranged GETs, several in flight,
-  hashed in a thread of its own); any other read (a Parquet footer, a column chunk)
-  fetches exactly the bytes asked for, so a column subset reads only those column
-  chunks.
+  a first block of :data:`BLOCK_SIZE`, then the store's own reader read in order — on
+  S3 one streaming GET — by a fetch thread, hashed in a thread of its own); any other
+  read (a Parquet footer, a column chunk) fetches exactly the bytes asked for, so a
+  column subset reads only those column chunks.
 - **Verified.** Bytes handed over in order from the start are hashed
   (:class:`elliptio.verified.InOrderCheck`, the one rule of every reader): the read that
   would hand over the last byte of a file whose bytes do not match its recorded sha256
