@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import time
@@ -298,12 +299,9 @@ def postgres_server(cache_dir: Path) -> Any:
 def fresh_catalogue(kind: str, root: Path, server: Any) -> Callable[[], str]:
     """A function returning the URL of a new, empty catalogue of *kind* each call (files
     under *root*, databases on *server*)."""
-    made = [0]
-
     def url() -> str:
-        made[0] += 1
-        if kind == "sqlite":
-            return f"sqlite:///{root}/fresh-{made[0]}.sqlite"
+        if kind == "sqlite":  # a name of its own: *root* is shared by every caller
+            return f"sqlite:///{root}/fresh-{secrets.token_hex(6)}.sqlite"
         return server.url(server.create_database())  # a name of its own
 
     return url
