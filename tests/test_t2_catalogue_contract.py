@@ -635,9 +635,27 @@ def test_random_queries_agree_with_the_reference(cat, corpus):
         q = random_query(rnd, corpus)
         want = reference_find(q, corpus)
         assert ids(cat.find(q)) == want, q.to_text()
-        assert cat.count(q) == len(reference_find(replace(q, limit=None), corpus))
+        every = len(reference_find(replace(q, limit=None), corpus))
+        assert cat.count(q) == every
+        # a count that stops (the web page's "10,000+"): exactly min(matches, at_most)
+        at_most = rnd.choice([1, 3, 10, 40])
+        assert cat.count(q, at_most=at_most) == min(every, at_most), q.to_text()
         nonempty += bool(want)
     assert nonempty > 100  # the generator really hits data
+
+
+def test_a_count_that_stops_stops(cat):
+    """``count(at_most=)`` of every kind of condition, on more matches than it may count,
+    fewer, and none; the count of everything too (PostgreSQL's sharded counter)."""
+    mds = [make_metadata(user="u1" if i % 2 else "u2", tags=["dataset"] if i % 3 else [],
+                         files={f"f{i}.txt": b"x"}, ms=T0 + i * 1000) for i in range(30)]
+    cat.upsert_many(mds)
+    for q, every in [(Query(), 30), (Query.build(user="u1"), 15),
+                     (Query.build(tags="*data*"), 20), (Query.build(files="*.txt"), 30),
+                     (Query.build(files="*.nomatch"), 0), (Query.build(text=".txt"), 30)]:
+        assert cat.count(q) == every
+        for at_most in (1, 7, every, every + 1, 1000):
+            assert cat.count(q, at_most=at_most) == min(every, at_most), (q.to_text(), at_most)
 
 
 def test_sql_and_mongo_compilers_agree_on_random_queries(tmp_path, corpus):

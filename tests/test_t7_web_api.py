@@ -234,6 +234,24 @@ def test_keyset_paging_both_ways_and_order(web_story: Story, http: httpx.Client)
     assert row_ids(http.get("/", params={"limit": "0"}).text) == newest_first
 
 
+def test_the_count_stops_at_its_limit_and_says_so(web_story: Story, http: httpx.Client,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    """Past COUNT_LIMIT matches the page shows "N+" and the JSON total_exact false (the
+    count stops there instead of reading every match); at or under it, the exact number."""
+    from elliptio.web import search
+
+    monkeypatch.setattr(search, "COUNT_LIMIT", 4)
+    body = http.get("/api/search").json()
+    assert (body["total"], body["total_exact"]) == (4, False)
+    assert '<strong id="total">4+</strong> artifacts' in http.get("/").text
+    andy = http.get("/api/search", params={"q": "user=andy"}).json()
+    assert (andy["total"], andy["total_exact"]) == (len(andy["items"]), True)
+    monkeypatch.setattr(search, "COUNT_LIMIT", 6)  # exactly as many as there are
+    body = http.get("/api/search").json()
+    assert (body["total"], body["total_exact"]) == (6, True)
+    assert '<strong id="total">6</strong> artifacts' in http.get("/").text
+
+
 @pytest.mark.parametrize("params, message", [
     ({"q": "user=andy,bogus"}, "'bogus' is not key=value"),
     ({"q": "since=yesterdayish"}, "cannot read 'yesterdayish' as a time"),

@@ -277,10 +277,12 @@ class MongoCatalogue(Catalogue):
 
         return self._call("query", run)
 
-    def count(self, query: Query) -> int:
+    def count(self, query: Query, at_most: int | None = None) -> int:
         def run() -> int:
             flt, _sort, _limit = compile_mongo(replace(query, limit=None, after=None),
                                                self._neighbours)
+            if at_most is not None:  # (MongoDB reads a limit of 0 as none)
+                return int(self._coll.count_documents(flt, limit=at_most)) if at_most > 0 else 0
             return int(self._coll.count_documents(flt))
 
         return self._call("count", run)

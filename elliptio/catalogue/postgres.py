@@ -294,14 +294,15 @@ class PostgresCatalogue(Catalogue):
         sql, params = compile_postgres(query)
         return [json.loads(md) for _id, md in self._rows("search", sql, params)]
 
-    def count(self, query: Query) -> int:
+    def count(self, query: Query, at_most: int | None = None) -> int:
         everything = Query()
         if replace(query, limit=everything.limit, after=None, order=everything.order,
                    transitive=everything.transitive, depth=everything.depth) == everything:
             # no condition: the sharded count (postgres_schema), not a scan of every id
-            return int(self._rows("count", "SELECT coalesce(sum(n), 0) FROM artifact_count")
-                       [0][0])
-        sql, params = compile_postgres(query, count=True)
+            n = int(self._rows("count", "SELECT coalesce(sum(n), 0) FROM artifact_count")
+                    [0][0])
+            return n if at_most is None else min(n, at_most)
+        sql, params = compile_postgres(query, count=True, at_most=at_most)
         return int(self._rows("count", sql, params)[0][0])
 
     def existing(self, ids: Iterable[str]) -> set[str]:

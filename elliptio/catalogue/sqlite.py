@@ -273,15 +273,15 @@ class SQLiteCatalogue(Catalogue):
     def find(self, query: Query) -> list[dict[str, Any]]:
         return [json.loads(md) for _id, md in self._answer(query, count=False)]
 
-    def count(self, query: Query) -> int:
-        return self._answer(query, count=True)
+    def count(self, query: Query, at_most: int | None = None) -> int:
+        return self._answer(query, count=True, at_most=at_most)
 
-    def _answer(self, q: Query, *, count: bool) -> Any:
+    def _answer(self, q: Query, *, count: bool, at_most: int | None = None) -> Any:
         """The rows (or the count) of *q*: narrowed by the search index when a glob or the
         text gives it trigrams and the index finds few enough candidates (unless a rare
         user makes the plain statement cheaper); else the plain statement
         (:mod:`.sqlite_search` says when)."""
-        compiler = SQLiteCompiler(q, count=count, search=True)
+        compiler = SQLiteCompiler(q, count=count, at_most=at_most, search=True)
         sql, params = compiler.compile()
         if compiler.trigrams:
             if not self._few_of_user(q):
@@ -293,13 +293,13 @@ class SQLiteCatalogue(Catalogue):
                     found = search.find(
                         self._db(), sql, params, params.index(CANDIDATES),
                         match_expression(compiler.trigrams), lo=lo, hi=hi,
-                        newest=q.order == "newest", limit=None if count else q.limit,
+                        newest=q.order == "newest", limit=at_most if count else q.limit,
                         count=count)
                 except sqlite3.Error as exc:
                     raise self._translate(exc, "query") from exc
                 if found is not None:
                     return found
-            sql, params = SQLiteCompiler(q, count=count).compile()
+            sql, params = SQLiteCompiler(q, count=count, at_most=at_most).compile()
         rows = self._rows(sql, params)
         return rows[0][0] if count else rows
 

@@ -172,7 +172,8 @@ def find(db: sqlite3.Connection, sql: str, params: list[Any], slot: int, match: 
          count: bool = False) -> list[tuple[Any, ...]] | int | None:
     """Run the compiled statement *sql* on the candidates of the index, a chunk of
     buckets at a time, in the query's order: ``params[slot]`` is set to each chunk's
-    id prefixes. Returns the rows (at most *limit*), or with *count* their number; None
+    id prefixes. Returns the rows (at most *limit*), or with *count* their number (at most
+    *limit*: counting stops there); None
     when :data:`BUDGET` candidates gave fewer than *limit* rows (the caller then runs the
     plain statement). *lo*/*hi*: the bucket range the query's time range and cursor allow.
     """
@@ -181,7 +182,7 @@ def find(db: sqlite3.Connection, sql: str, params: list[Any], slot: int, match: 
              f" ORDER BY rowid {order} LIMIT ?")
     rows: list[tuple[Any, ...]] = []
     counted = 0
-    chunk = max(256, 2 * (limit or 0))
+    chunk = 256 if count else max(256, 2 * (limit or 0))
     seen = 0
     while True:
         buckets = [r[0] for r in db.execute(probe, (match, lo, hi, chunk))]
@@ -191,7 +192,9 @@ def find(db: sqlite3.Connection, sql: str, params: list[Any], slot: int, match: 
                 counted += db.execute(sql, params).fetchone()[0]
             else:
                 rows += db.execute(sql, params).fetchall()
-        if len(buckets) < chunk or (limit and len(rows) >= limit):
+        if count and limit and counted >= limit:
+            return limit
+        if len(buckets) < chunk or (limit and not count and len(rows) >= limit):
             return counted if count else rows[:limit] if limit else rows
         seen += len(buckets)
         if seen >= BUDGET:

@@ -28,9 +28,12 @@ class SQLCompiler:
     #: the driver's positional placeholder
     p = "?"
 
-    def __init__(self, q: Query, *, count: bool = False) -> None:
+    def __init__(self, q: Query, *, count: bool = False, at_most: int | None = None
+                 ) -> None:
         self.q = replace(q, limit=None, after=None) if count else q
         self.count = count
+        #: with *count*: stop counting there (the statement counts at most that many)
+        self.at_most = at_most if count else None
         self.params: list[Any] = []
 
     # -- dialect hooks ---------------------------------------------------------------------
@@ -75,7 +78,8 @@ class SQLCompiler:
     def compile(self) -> tuple[str, list[Any]]:
         """``(statement, params)`` selecting ``a.id, a.metadata`` ordered and limited as
         the query asks; with ``count``, ``count(*)`` of every match (no order, limit or
-        cursor)."""
+        cursor), or with ``at_most`` of the first that many the database meets (it stops
+        there: a common condition costs what a page of it costs)."""
         q, p = self.q, self.p
         ctes: list[str] = []
         cte_params: list[Any] = []
@@ -142,11 +146,14 @@ class SQLCompiler:
         sql = ""
         if ctes:
             sql = "WITH RECURSIVE " + ", ".join(ctes) + " "
-        sql += "SELECT " + ("count(*)" if self.count else "a.id, a.metadata") + " FROM artifacts a"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        matches = " FROM artifacts a" + (" WHERE " + " AND ".join(where) if where else "")
+        if self.count and self.at_most is not None:
+            params.append(self.at_most)
+            return (f"{sql}SELECT count(*) FROM (SELECT 1{matches} LIMIT {p}) c",
+                    cte_params + params)
         if self.count:
-            return sql, cte_params + params
+            return f"{sql}SELECT count(*){matches}", cte_params + params
+        sql += "SELECT a.id, a.metadata" + matches
         sql += " ORDER BY a.id " + ("DESC" if q.order == "newest" else "ASC")
         if q.limit is not None:
             sql += f" LIMIT {p}"
@@ -170,8 +177,9 @@ class SQLiteCompiler(SQLCompiler):
     (and when no condition has three literal characters in a row) the statement is the
     base class's, which any version-1 file answers too."""
 
-    def __init__(self, q: Query, *, count: bool = False, search: bool = False) -> None:
-        super().__init__(q, count=count)
+    def __init__(self, q: Query, *, count: bool = False, at_most: int | None = None,
+                 search: bool = False) -> None:
+        super().__init__(q, count=count, at_most=at_most)
         self.search = search
         #: every match's search document holds all of these
         self.trigrams: set[str] = set()
@@ -211,6 +219,7 @@ class SQLiteCompiler(SQLCompiler):
                 f" AND i.key = {self.p} AND i.value = {self.p})")
 
 
-def compile_sql(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
+def compile_sql(q: Query, *, count: bool = False, at_most: int | None = None
+                ) -> tuple[str, list[Any]]:
     """``(statement, params)`` for the SQLite catalogue (:class:`SQLiteCompiler`)."""
-    return SQLiteCompiler(q, count=count).compile()
+    return SQLiteCompiler(q, count=count, at_most=at_most).compile()

@@ -123,6 +123,7 @@ class PostgresCompiler(SQLCompiler):
                 f" JOIN artifacts m ON m.id = p.id ORDER BY p.id {order}"), params
 
 
-def compile_postgres(q: Query, *, count: bool = False) -> tuple[str, list[Any]]:
+def compile_postgres(q: Query, *, count: bool = False, at_most: int | None = None
+                     ) -> tuple[str, list[Any]]:
     """``(statement, params)`` for the PostgreSQL catalogue (:class:`PostgresCompiler`)."""
-    return PostgresCompiler(q, count=count).compile()
+    return PostgresCompiler(q, count=count, at_most=at_most).compile()

@@ -216,6 +216,13 @@ def summary(md: Mapping[str, Any], asked: Sequence[str] = ()) -> dict[str, Any]:
     }
 
 
+#: the most matches a page counts: past it the page says "10,000+" (the JSON:
+#: ``total_exact: false``). An exact count of a common condition reads every match (a
+#: quarter of a million rows for ``tag=*dataset*`` at 1M artifacts: ~0.7 s), a count that
+#: stops here costs what a page does; ``eio search --count`` counts exactly
+COUNT_LIMIT = 10_000
+
+
 @dataclass
 class SearchResult:
     form: SearchForm
@@ -225,9 +232,12 @@ class SearchResult:
     next_after: str | None
     prev_before: str | None
     error: str | None = None
+    #: False when there are more than ``total`` (:data:`COUNT_LIMIT`) matches
+    total_exact: bool = True
 
     def as_json(self) -> dict[str, Any]:
-        return {"query": self.query_text, "total": self.total, "items": self.items,
+        return {"query": self.query_text, "total": self.total,
+                "total_exact": self.total_exact, "items": self.items,
                 "next": self.next_after, "prev": self.prev_before}
 
 
@@ -255,6 +265,7 @@ def search(lake: Lake, form: SearchForm) -> SearchResult:
         rows = rows[:limit]
         next_after = rows[-1]["id"] if rows and more else None
         prev_before = rows[0]["id"] if rows and form.after else None
-    total = lake.catalogue.count(q)
-    return SearchResult(form, text, [summary(md, asked) for md in rows], total, next_after,
-                        prev_before)
+    total = lake.catalogue.count(q, at_most=COUNT_LIMIT + 1)
+    return SearchResult(form, text, [summary(md, asked) for md in rows],
+                        min(total, COUNT_LIMIT), next_after, prev_before,
+                        total_exact=total <= COUNT_LIMIT)
