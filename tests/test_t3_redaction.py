@@ -424,7 +424,10 @@ def test_a_save_stores_no_planted_secret(tmp_path: Path, lake_env, monkeypatch):
     cat_path = lake_env["ELLIPTIO_CATALOGUE"].removeprefix("sqlite:///")
     con = sqlite3.connect(cat_path)
     try:
-        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        # every table but the search index's virtual table (contentless: it cannot be
+        # read back; its shadow tables, which hold what it stores, are read)
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"
+                                            " AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'")]
         rows = repr([con.execute(f"SELECT * FROM {t}").fetchall() for t in tables])
     finally:
         con.close()
@@ -449,7 +452,8 @@ def test_no_message_prints_a_url_credential(tmp_path: Path, lake_env):
         ("ELLIPTIO_STORE", f"file://andy:{secret}@fileserver/lake", True),
         ("ELLIPTIO_STORE", f"ftp://andy:{secret}@files.example.com/lake", True),
         ("ELLIPTIO_STORE", f"memory://andy:{secret}@x", True),
-        ("ELLIPTIO_CATALOGUE", f"postgres://andy:{secret}@db.example.com/lake", True),
+        ("ELLIPTIO_CATALOGUE", f"postgres://andy:{secret}@127.0.0.1:9/lake", False),
+        ("ELLIPTIO_CATALOGUE", f"redis://andy:{secret}@db.example.com/lake", True),
         ("ELLIPTIO_CATALOGUE", f"sqlite://andy:{secret}@host/relative.sqlite", True),
         ("ELLIPTIO_CATALOGUE",
          f"mongodb://andy:{secret}@127.0.0.1:9/?serverSelectionTimeoutMS=100", False),
