@@ -199,7 +199,7 @@ class Catalogue(abc.ABC):
     def count(self, query: Query, at_most: int | None = None) -> int:
         """How many artifacts match (ignoring limit and cursor); with *at_most*, counting
         stops there (``min(matches, at_most)``, as fast as a page of a common condition:
-        what a page showing "10,000+" needs)."""
+        what a page showing "1,000+" needs)."""
 
     @abc.abstractmethod
     def find_objects(self, sha256: str, size: int, limit: int = 4) -> list[str]:
