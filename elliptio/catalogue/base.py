@@ -22,7 +22,7 @@ Contract, for every implementation:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,25 @@ def _info_texts(info: Any) -> Iterator[str]:
         yield info
     elif info is not None:
         yield canonical(info)
+
+
+def paged_ids(page: Callable[[str], list[str]], size: int = 5000) -> Iterator[str]:
+    """Every id, oldest first, from ``page(after)``: the next *size* ids past *after* in
+    id order (keyset paging; how the SQL backends answer :meth:`Catalogue.all_ids`)."""
+    after = ""
+    while True:
+        ids = page(after)
+        yield from ids
+        if len(ids) < size:
+            return
+        after = ids[-1]
+
+
+def holds_own(rows: Iterable[tuple[str, str | None]], obj: str) -> bool:
+    """Whether one of *rows* — (the artifact's prefix, the path of a file of it recorded
+    at store key *obj*, or None) — is the artifact's own object: ``<prefix>/<path>``.
+    The SQL backends' answer of :meth:`Catalogue.holds_object` from one LEFT JOIN."""
+    return any(path is not None and obj == f"{prefix}/{path}" for prefix, path in rows)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from ..errors import CatalogueError, ConfigError
 from ..query import Query
 from ..query.sql_postgres import compile_postgres, escape_like, pg_text
 from ..redact import redact_url
-from .base import Catalogue, Conflict, IndexFields, index_fields
+from .base import Catalogue, Conflict, IndexFields, holds_own, index_fields, paged_ids
 from .postgres_errors import quiet_pool_log, scrub, translate
 from .postgres_schema import COUNT_SHARDS, migrate
 from .postgres_url import (CONNECT_TIMEOUT, POOL_TIMEOUT, STATEMENT_TIMEOUT,
@@ -315,14 +315,9 @@ class PostgresCatalogue(Catalogue):
         return found
 
     def all_ids(self) -> Iterator[str]:
-        after = ""
-        while True:
-            rows = self._rows("listing", "SELECT id FROM artifacts WHERE id > %s"
-                              " ORDER BY id LIMIT 5000", [after])
-            yield from (r[0] for r in rows)
-            if len(rows) < 5000:
-                return
-            after = rows[-1][0]
+        return paged_ids(lambda after: [r[0] for r in self._rows(
+            "listing", "SELECT id FROM artifacts WHERE id > %s ORDER BY id LIMIT 5000",
+            [after])])
 
     def holds_object(self, artifact_id: str, obj: str, sha256: str, size: int
                      ) -> bool | None:
@@ -331,10 +326,7 @@ class PostgresCatalogue(Catalogue):
             "SELECT a.prefix, f.path FROM artifacts a LEFT JOIN files f ON f.artifact = a.id"
             " AND f.object = %s AND f.sha256 = %s AND f.size = %s WHERE a.id = %s",
             [pg_text(obj), pg_text(sha256), size, pg_text(artifact_id)])
-        if not rows:
-            return None
-        return any(path is not None and pg_text(obj) == f"{prefix}/{path}"
-                   for prefix, path in rows)
+        return holds_own(rows, pg_text(obj)) if rows else None
 
     def find_objects(self, sha256: str, size: int, limit: int = 4) -> list[str]:
         rows = self._rows(

@@ -26,7 +26,7 @@ from ..query.sql import CANDIDATES, SQLiteCompiler
 from ..query.trigrams import match_expression
 from ..redact import redact_url
 from . import sqlite_search as search
-from .base import Catalogue, Conflict, index_fields
+from .base import Catalogue, Conflict, holds_own, index_fields, paged_ids
 
 #: 1: the tables; 2: and the trigram search index (:mod:`.sqlite_search`)
 SCHEMA_VERSION = 2
@@ -328,14 +328,8 @@ class SQLiteCatalogue(Catalogue):
         return found
 
     def all_ids(self) -> Iterator[str]:
-        after = ""
-        while True:
-            rows = self._rows("SELECT id FROM artifacts WHERE id > ? ORDER BY id LIMIT 5000",
-                              [after])
-            yield from (r[0] for r in rows)
-            if len(rows) < 5000:
-                return
-            after = rows[-1][0]
+        return paged_ids(lambda after: [r[0] for r in self._rows(
+            "SELECT id FROM artifacts WHERE id > ? ORDER BY id LIMIT 5000", [after])])
 
     def holds_object(self, artifact_id: str, obj: str, sha256: str, size: int
                      ) -> bool | None:
@@ -343,9 +337,7 @@ class SQLiteCatalogue(Catalogue):
             "SELECT a.prefix, f.path FROM artifacts a LEFT JOIN files f ON f.artifact = a.id"
             " AND f.object = ? AND f.sha256 = ? AND f.size = ? WHERE a.id = ?",
             [obj, sha256, size, artifact_id])
-        if not rows:
-            return None
-        return any(path is not None and obj == f"{prefix}/{path}" for prefix, path in rows)
+        return holds_own(rows, obj) if rows else None
 
     def find_objects(self, sha256: str, size: int, limit: int = 4) -> list[str]:
         rows = self._rows(
