@@ -73,7 +73,8 @@ from bench.catalogue_saves import concurrent_saves  # noqa: E402
 from elliptio import Lake, Settings  # noqa: E402
 from elliptio.query import Query  # noqa: E402
 from elliptio.web.search import COUNT_LIMIT  # noqa: E402
-from tests.fixtures.s3 import SeaweedFS, free_port  # noqa: E402, F401  (free_port: bench_web's)
+from tests.fixtures.ports import free_port  # noqa: E402, F401  (bench_web's)
+from tests.fixtures.s3 import SeaweedFS  # noqa: E402
 
 TARGET_P50, TARGET_P95 = 50.0, 100.0
 BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}

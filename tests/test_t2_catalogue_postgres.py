@@ -35,7 +35,7 @@ from elliptio.query.sql_postgres import compile_postgres
 
 from .catalogue_corpus import T0, make_metadata
 from .fixtures.postgres import PostgresServer
-from .fixtures.s3 import free_port
+from .fixtures.ports import free_port
 
 
 def _db(url: str) -> str:

@@ -47,6 +47,19 @@ def raw_key(lake: Lake, key: str) -> tuple[str, str]:
 
 
 # -- Object Lock -------------------------------------------------------------------------------
+def test_the_test_server_does_not_run_out_of_volumes_on_a_fuller_disk(seaweedfs) -> None:
+    """Each bucket takes a volume; weed's default allows free disk / volume size of them,
+    so the suite's third pass on a fuller CI disk ran out, and its later saves failed.
+    The count is fixed now, and weed's admin worker finds the port it dials."""
+    from tests.fixtures.s3 import MAX_VOLUMES
+
+    with urllib.request.urlopen(seaweedfs.master + "/dir/status", timeout=10) as resp:
+        topology = json.load(resp)["Topology"]
+    assert topology["Max"] == MAX_VOLUMES
+    assert topology["Free"] > MAX_VOLUMES // 2
+    assert "invalid port" not in seaweedfs.log.read_text()
+
+
 def test_objects_are_locked_and_server_refuses_changes(s3_lake: Lake, seaweedfs,
                                                        tmp_path: Path) -> None:
     src = tmp_path / "train.txt"

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import json
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from moto.moto_server import threaded_moto_server as moto_server
 
 from elliptio import Lake, Settings, StorageError
 from elliptio.ids import new_id
+from tests.fixtures.ports import free_port
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "s3.md"
 BUCKET = "team-lake"
@@ -55,11 +55,6 @@ def for_moto(policy: dict, user: str) -> str:
     text = json.dumps(policy).replace("BUCKET", BUCKET).replace("${aws:username}", user)
     return text.replace("?", ".")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, data: bytes) -> dict:
