@@ -48,7 +48,8 @@ CHUNK = 8 << 20
 PICKED = ["c03", "c10", "c17"]
 
 
-CPU: dict[str, tuple[float, float]] = {}  # what -> (our, the server's) CPU of its best run
+#: what -> (our, the server's) CPU of its best run, and that run's time
+CPU: dict[str, tuple[float, float, float]] = {}
 
 
 def cpu_of(pid: int) -> float:
@@ -79,8 +80,23 @@ def race(peer: Callable[[], object], eio: Callable[[], object], repeat: int,
     best = {k: min(v) for k, v in times.items()}
     for (k, v), name in zip(best.items(), names):
         if server and name:
-            CPU[name] = (v[1], v[2])
+            CPU[name] = (v[1], v[2], v[0])
     return best["peer"][0], best["eio"][0]
+
+
+def print_ceiling() -> None:
+    """What the CPU allows: when the GET alone keeps every core busy, a reader that also
+    hashes every byte cannot finish before its total CPU / cores, whatever it overlaps."""
+    if "GET" not in CPU or "eio://" not in CPU:
+        return
+    cores = len(os.sched_getaffinity(0))
+    get_ours, get_server, get_t = CPU["GET"]
+    eio_ours, eio_server, _ = CPU["eio://"]
+    eio_total = eio_ours + eio_server
+    print(f"- on {cores} cores the GET kept {(get_ours + get_server) / get_t:.1f} of them "
+          f"busy; eio:// needs {eio_total:.2f} core-seconds, so no run of it finishes "
+          f"before {eio_total / cores:.2f} s: at most {get_t * cores / eio_total:.2f}x the "
+          f"GET on this machine (server and reader sharing the cores)")
 
 
 def write_parquet(path: Path, size_mib: int) -> int:
@@ -226,8 +242,9 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |")
     print(f"\nCPU of the best runs, core-seconds per {mib} MiB (this process / SeaweedFS):")
-    for name, (ours, theirs) in CPU.items():
+    for name, (ours, theirs, _) in CPU.items():
         print(f"- {name}: {ours:.2f} / {theirs:.2f} (total {ours + theirs:.2f})")
+    print_ceiling()
     if not args.dir:
         shutil.rmtree(root, ignore_errors=True)
 
