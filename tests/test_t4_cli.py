@@ -228,3 +228,49 @@ def test_an_error_quoting_a_hostile_string_is_one_escaped_line(work):
     assert acting(res.stderr) == []
     assert "nowhere\\x1b[2J\\n\\u202e.yaml" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_log_goes_out_as_stored_when_piped_and_escaped_on_a_terminal(work):
+    """``eio log``: piped, a log is the file it was (a diff to apply: every byte as
+    captured); on a terminal its controls are shown as escapes, its line breaks and tabs
+    kept, so a hostile diff cannot drive the terminal."""
+    import pty
+    import select
+
+    git = ["git", "-C", str(work), "-c", "user.name=a", "-c", "user.email=a@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=60)
+    subprocess.run([*git, "add", "train.txt"], check=True, timeout=60)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True, timeout=60)
+    (work / "train.txt").write_text("a,b\n1,2\nevil" + OSC52 + "\tok\n")
+    aid = json.loads(eio("save", "train.txt", "--json", cwd=work).stdout)["id"]
+
+    piped = eio("log", aid, "git_diff").stdout
+    assert "+evil" + OSC52 + "\tok\n" in piped  # as stored, to the byte
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "elliptio", "log", aid, "git_diff"],
+                                stdout=follower, stderr=subprocess.PIPE,
+                                env=os.environ.copy())
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            assert select.select([leader], [], [], 60)[0], "eio log hangs on a terminal"
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    shown = b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's onlcr
+    assert acting(shown) == [] and "\x1b" not in shown
+    assert "+evil\\x1b]52;c;ZXZpbA==\\x07\tok\n" in shown
+    assert shown.count("\n") == piped.count("\n")
