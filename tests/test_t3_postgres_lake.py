@@ -98,6 +98,33 @@ def wait_for_lock_waiters(server: PostgresServer, database: str, n: int = 1,
             time.sleep(0.05)
 
 
+def killed_in_flight(server: PostgresServer, database: str, mode: str,
+                     call: Callable[[], Any]) -> tuple[Any, float]:
+    """What *call* (run in a thread) returned or raised when the server died under it,
+    and how long after the kill: the tables are held in lock *mode* (see
+    :func:`holding_locks`) until the call waits at the server, then the server is killed.
+    Fails when the call is still running ``BOUND + 10`` seconds later (a hang)."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 - what the caller got
+            outcome.append(exc)
+
+    with holding_locks(server, database, mode):
+        t = threading.Thread(target=run)
+        t.start()
+        wait_for_lock_waiters(server, database)
+        killed = time.monotonic()
+        server.kill()
+        t.join(BOUND + 10)
+        took = time.monotonic() - killed
+    assert not t.is_alive(), "the call hangs after the server died"
+    (result,) = outcome
+    return result, took
+
+
 def checkpoint(server: PostgresServer) -> None:
     """Make what is committed survive a kill: the test server runs with
     ``synchronous_commit=off`` and ``fsync=off``, so a commit of the last few hundred
@@ -470,24 +497,8 @@ def test_server_killed_during_a_search(pg_server, own_server_env, work, monkeypa
         a = lake.save(["train.txt"], info={"type": "dataset_list"}, based_on=[])
         assert a.catalogued and [x.id for x in lake.search(tags="*dataset*")] == [a.id]
         checkpoint(pg_server)
-        outcome: list[Any] = []
-
-        def search() -> None:
-            try:
-                outcome.append(lake.search(user="andy", tags="*dataset*"))
-            except BaseException as exc:  # noqa: BLE001 - what the caller got
-                outcome.append(exc)
-
-        with holding_locks(pg_server, db, "ACCESS EXCLUSIVE"):
-            t = threading.Thread(target=search)
-            t.start()
-            wait_for_lock_waiters(pg_server, db)
-            killed = time.monotonic()
-            pg_server.kill()
-            t.join(BOUND + 10)
-            took = time.monotonic() - killed
-        assert not t.is_alive(), "the search hangs after the server died"
-        (err,) = outcome
+        err, took = killed_in_flight(pg_server, db, "ACCESS EXCLUSIVE",
+                                     lambda: lake.search(user="andy", tags="*dataset*"))
         assert isinstance(err, CatalogueError), repr(err)
         assert took < BOUND, f"the search took {took:.1f}s to fail"
         assert pg_server.password not in str(err)
@@ -543,27 +554,10 @@ def test_server_killed_during_a_save(pg_server, own_server_env, work, monkeypatc
         first = lake.save(["train.txt"], info={"type": "dataset_list"}, based_on=[])
         assert first.catalogued
         checkpoint(pg_server)
-        outcome: list[Any] = []
-
-        def save() -> None:
-            try:
-                outcome.append(lake.save(["test.txt", "notes.md"], info={"type": "model"},
-                                         based_on=[first.id]))
-            except BaseException as exc:  # noqa: BLE001 - what the caller got
-                outcome.append(exc)
-
         caplog.set_level(logging.WARNING, logger="elliptio")
         # reads go on, writes wait: the save is past the store, at the catalogue
-        with holding_locks(pg_server, db, "SHARE"):
-            t = threading.Thread(target=save)
-            t.start()
-            wait_for_lock_waiters(pg_server, db)
-            killed = time.monotonic()
-            pg_server.kill()
-            t.join(BOUND + 10)
-            took = time.monotonic() - killed
-        assert not t.is_alive(), "the save hangs after the server died"
-        (a,) = outcome
+        a, took = killed_in_flight(pg_server, db, "SHARE", lambda: lake.save(
+            ["test.txt", "notes.md"], info={"type": "model"}, based_on=[first.id]))
         assert not isinstance(a, BaseException), repr(a)
         assert took < BOUND, f"the save took {took:.1f}s to return"
         assert a.catalogued is False
