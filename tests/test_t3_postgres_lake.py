@@ -219,14 +219,6 @@ def answered(call: Callable[[], Any], timeout: float, message: str) -> Any:
 
 # -- fixtures -----------------------------------------------------------------------------
 @pytest.fixture
-def pg_env(lake_env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch
-           ) -> dict[str, str]:
-    """The ``lake_env`` lake (local store) with its catalogue on the session server."""
-    monkeypatch.setenv("ELLIPTIO_CATALOGUE", pg_url)
-    return {**lake_env, "ELLIPTIO_CATALOGUE": pg_url}
-
-
-@pytest.fixture
 def pg_lake(pg_env: dict[str, str]) -> Iterator[Lake]:
     lk = Lake(Settings.load())
     yield lk

@@ -29,6 +29,7 @@ from elliptio.redact import redact_url
 
 from .fixtures.postgres import PostgresServer
 from .test_t3_postgres_lake import BOUND, checkpoint, restart_on_the_same_port
+from .test_t6_fs_outbox import wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -54,23 +55,6 @@ def outcome(call: str, path: Path, timeout: float = BOUND + 10) -> tuple[object,
         pytest.fail(f"os.{call}({path}) hangs: no answer in {timeout:.0f}s")
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout), time.monotonic() - started
-
-
-def wait_for(what, timeout: float = 15.0, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting: {message}"
-        time.sleep(0.1)
-
-
-@pytest.fixture
-def pg_env(lake_env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch
-           ) -> dict[str, str]:
-    monkeypatch.setenv("ELLIPTIO_CATALOGUE", pg_url)
-    return {**lake_env, "ELLIPTIO_CATALOGUE": pg_url}
 
 
 def seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[eio.Artifact, eio.Artifact]:
