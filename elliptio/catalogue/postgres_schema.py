@@ -22,7 +22,8 @@ step was applied last. Version 1 is the tables with their b-tree and jsonb index
 version 2 the ``pg_trgm`` indexes (the part that needs the extension,
 :func:`ensure_pg_trgm`), version 3 the type as a row of ``tags`` beside the tags as saved
 (the type is one of the tags, :mod:`elliptio.query`; the metadata keeps the tags as
-saved), version 4 the sharded count of artifacts (:data:`COUNT_SHARDS`).
+saved), version 4 the sharded count of artifacts (:data:`COUNT_SHARDS`), version 5 finer
+statistics for the columns globs and free text search (:data:`GLOB_STATISTICS`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,22 @@ INSERT INTO artifact_count (shard, n) SELECT 0, count(*) FROM artifacts
 """
 
 
+#: the statistics target of the columns that globs and free text match with ``LIKE``
+#: (PostgreSQL's default is 100). The planner estimates ``name LIKE '%.h5'`` by the share
+#: of the column's histogram that matches; with 100 entries a pattern that 1 % of the
+#: rows match misses every entry in a third of the ANALYZEs (0.99^101), the estimate
+#: falls to the floor (0.01 %: 297 of 3 million files at 1M artifacts, 30,093 real), and
+#: the planner fetches every match for a page of 100: 290-340 ms instead of 11-19 ms
+#: (bench_catalogue, 1M). With 1,000 entries that is 1 in 20,000, at the cost of an
+#: ANALYZE that samples 300,000 rows instead of 30,000 (5 s instead of 1 s for ``files``
+#: at 1M; autovacuum runs it, never a query)
+GLOB_STATISTICS = 1000
+_STATISTICS = "\n".join(
+    f"ALTER TABLE {table} ALTER COLUMN {column} SET STATISTICS {GLOB_STATISTICS};"
+    for table, column in (("files", "name"), ("files", "path"), ("tags", "tag"),
+                          ("artifacts", "text")))
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -134,8 +151,14 @@ def _counts(conn: Any, where: str) -> None:
         conn.execute(statement)
 
 
+def _statistics(conn: Any, where: str) -> None:
+    for statement in _statements(_STATISTICS):
+        conn.execute(statement)
+
+
 #: the schema's history: STEPS[n] takes a database from version n to n + 1
-STEPS: list[Callable[[Any, str], None]] = [_tables, _trigrams, _type_as_tag, _counts]
+STEPS: list[Callable[[Any, str], None]] = [_tables, _trigrams, _type_as_tag, _counts,
+                                           _statistics]
 SCHEMA_VERSION = len(STEPS)
 
 
