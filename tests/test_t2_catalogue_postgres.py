@@ -298,7 +298,8 @@ def test_schema_versions(pg_url: str):
         # version 5: the columns globs match have finer statistics
         assert _statistics_targets(pg_url) == {
             ("files", "name"): GLOB_STATISTICS, ("files", "path"): GLOB_STATISTICS,
-            ("tags", "tag"): GLOB_STATISTICS, ("artifacts", "text"): GLOB_STATISTICS}
+            ("tags", "tag"): GLOB_STATISTICS, ("artifacts", "text"): GLOB_STATISTICS,
+            ("artifacts", "info"): GLOB_STATISTICS}
     finally:
         c.close()
     _execute(pg_url, "UPDATE schema SET version = %s", (SCHEMA_VERSION + 1,))
