@@ -7,7 +7,6 @@ The metadata parsers are tested without a mount at the end.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -27,6 +26,7 @@ import pytest
 from elliptio import Lake, Settings
 from elliptio.errors import UsageError
 from elliptiofs.outbox import sidecar_metadata, xattr_metadata
+from tests.fixtures.fuse import notify_socket
 from tests.fixtures.trees import tree_of
 
 pytestmark = pytest.mark.fuse
@@ -769,30 +769,6 @@ def test_units_verify(tmp_path):
         assert res.returncode == 0 and not problems, res.stdout + res.stderr
 
 
-@contextlib.contextmanager
-def notify_socket(path: Path) -> Iterator[Callable[[float], list[str]]]:
-    import socket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(str(path))
-    s.settimeout(0.2)
-
-    def received(until: float) -> list[str]:
-        got: list[str] = []
-        deadline = time.monotonic() + until
-        while time.monotonic() < deadline:
-            try:
-                got += s.recv(4096).decode().split("\n")
-            except TimeoutError:
-                pass
-        return got
-
-    try:
-        yield received
-    finally:
-        s.close()
-
-
 @pytest.mark.parametrize("unit", ["elliptiofs@.service", "user/elliptiofs.service"])
 def test_the_units_exec_start_runs_notifies_and_stops_cleanly(unit, store_env, tmp_path,
                                                             outbox_lake):
@@ -811,13 +787,13 @@ def test_the_units_exec_start_runs_notifies_and_stops_cleanly(unit, store_env, t
             open(tmp_path / "daemon.log", "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            assert "READY=1" in received(10), (tmp_path / "daemon.log").read_text()
+            assert "READY=1" in received(10, "READY=1"), (tmp_path / "daemon.log").read_text()
             assert os.path.ismount(mnt)
             (mnt / "outbox/via-unit.txt").write_text("hi\n")
             assert outbox_lake.get(committed(mnt / "outbox/via-unit.txt")) is not None
             proc.send_signal(signal.SIGTERM)  # by pid: ours
             assert proc.wait(timeout=30) == 0
-            assert "STOPPING=1" in received(0.5)
+            assert "STOPPING=1" in received(0.5, "STOPPING=1")
             assert not os.path.ismount(mnt)
         finally:
             if proc.poll() is None:
