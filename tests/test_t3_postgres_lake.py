@@ -42,6 +42,7 @@ from elliptio.redact import redact_url
 from .catalogue_corpus import make_metadata
 from .fixtures import postgres as pgfix
 from .fixtures.postgres import PostgresServer
+from .fixtures.terminal import eio_on_a_terminal
 from .test_t3_hostile_store import event, plant
 from .test_t3_indexer import put_artifact, synthetic
 
@@ -154,42 +155,6 @@ def eio_cli(env: dict[str, str], *args: str, cwd: Path | None = None,
     full.update(env)
     return subprocess.run([sys.executable, "-m", "elliptio", *args], capture_output=True,
                           text=True, env=full, cwd=cwd, timeout=timeout)
-
-
-def eio_with_tty_stderr(env: dict[str, str], *args: str, timeout: float = 120
-                        ) -> tuple[int, str, str]:
-    """``eio *args`` with stderr on a terminal (where progress is shown) and stdout a pipe:
-    (exit code, stdout, what the terminal got)."""
-    master, slave = os.openpty()
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ELLIPTIO_")}
-    full.update(env)
-    proc = subprocess.Popen([sys.executable, "-m", "elliptio", *args], env=full,
-                            stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
-                            text=True)
-    os.close(slave)
-    got = bytearray()
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the terminal's other side is closed
-                return
-            if not chunk:
-                return
-            got.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=10)
-        os.close(master)
-    return proc.returncode, out, got.decode(errors="replace")
 
 
 def assert_one_error_line(proc: subprocess.CompletedProcess[str], *secrets: str,
@@ -361,7 +326,7 @@ def test_reindex_to_postgres_migrates_an_embedded_lake(lake, lake_env, pg_url, p
     try:
         assert pg.count(Query()) == indexer.BATCH
 
-        code, out, tty = eio_with_tty_stderr(lake_env, "reindex", "--to", pg_url)
+        code, out, tty = eio_on_a_terminal(lake_env, "reindex", "--to", pg_url)
         assert code == 0, tty
         assert postgres.password not in out + tty
         assert redact_url(pg_url) == (f"postgresql://***@127.0.0.1:{postgres.port}/"

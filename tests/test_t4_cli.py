@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures.terminal import eio_on_a_terminal
 from tests.fixtures.trees import EMPTY, FILES, expected_dirs, make_tree, tree_of
 
 
@@ -234,9 +235,6 @@ def test_a_log_goes_out_as_stored_when_piped_and_escaped_on_a_terminal(work):
     """``eio log``: piped, a log is the file it was (a diff to apply: every byte as
     captured); on a terminal its controls are shown as escapes, its line breaks and tabs
     kept, so a hostile diff cannot drive the terminal."""
-    import pty
-    import select
-
     git = ["git", "-C", str(work), "-c", "user.name=a", "-c", "user.email=a@example.org"]
     subprocess.run([*git, "init", "-q"], check=True, timeout=60)
     subprocess.run([*git, "add", "train.txt"], check=True, timeout=60)
@@ -247,30 +245,10 @@ def test_a_log_goes_out_as_stored_when_piped_and_escaped_on_a_terminal(work):
     piped = eio("log", aid, "git_diff").stdout
     assert "+evil" + OSC52 + "\tok\n" in piped  # as stored, to the byte
 
-    leader, follower = pty.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "elliptio", "log", aid, "git_diff"],
-                                stdout=follower, stderr=subprocess.PIPE,
-                                env=os.environ.copy())
-        os.close(follower)
-        follower = -1
-        chunks = []
-        while True:
-            assert select.select([leader], [], [], 60)[0], "eio log hangs on a terminal"
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the terminal's other side is closed
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-    finally:
-        os.close(leader)
-        if follower >= 0:
-            os.close(follower)
-    shown = b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's onlcr
+    code, err, shown = eio_on_a_terminal(dict(os.environ), "log", aid, "git_diff",
+                                         tty="stdout", timeout=60)
+    assert code == 0, err
+    shown = shown.replace("\r\n", "\n")  # the terminal's onlcr
     assert acting(shown) == [] and "\x1b" not in shown
     assert "+evil\\x1b]52;c;ZXZpbA==\\x07\tok\n" in shown
     assert shown.count("\n") == piped.count("\n")

@@ -97,12 +97,17 @@ def _info_texts(info: Any) -> Iterator[str]:
         yield canonical(info)
 
 
-def paged_ids(page: Callable[[str], list[str]], size: int = 5000) -> Iterator[str]:
-    """Every id, oldest first, from ``page(after)``: the next *size* ids past *after* in
-    id order (keyset paging; how the SQL backends answer :meth:`Catalogue.all_ids`)."""
+#: ids per page of :func:`paged_ids`
+ID_PAGE = 5000
+
+
+def paged_ids(page: Callable[[str, int], list[str]], size: int = ID_PAGE) -> Iterator[str]:
+    """Every id, oldest first, from ``page(after, size)``: the next *size* ids past
+    *after* in id order (keyset paging; how the SQL backends answer
+    :meth:`Catalogue.all_ids`)."""
     after = ""
     while True:
-        ids = page(after)
+        ids = page(after, size)
         yield from ids
         if len(ids) < size:
             return

@@ -315,9 +315,9 @@ class PostgresCatalogue(Catalogue):
         return found
 
     def all_ids(self) -> Iterator[str]:
-        return paged_ids(lambda after: [r[0] for r in self._rows(
-            "listing", "SELECT id FROM artifacts WHERE id > %s ORDER BY id LIMIT 5000",
-            [after])])
+        return paged_ids(lambda after, size: [r[0] for r in self._rows(
+            "listing", "SELECT id FROM artifacts WHERE id > %s ORDER BY id LIMIT %s",
+            [after, size])])
 
     def holds_object(self, artifact_id: str, obj: str, sha256: str, size: int
                      ) -> bool | None:

@@ -132,9 +132,13 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _tables(conn: Any, where: str) -> None:
-    for statement in _statements(_TABLES):
-        conn.execute(statement)
+def _script(script: str) -> Callable[[Any, str], None]:
+    """The step that runs each statement of *script*."""
+    def step(conn: Any, where: str) -> None:
+        for statement in _statements(script):
+            conn.execute(statement)
+
+    return step
 
 
 def _trigrams(conn: Any, where: str) -> None:
@@ -147,19 +151,9 @@ def _type_as_tag(conn: Any, where: str) -> None:
     conn.execute(_TYPE_AS_TAG)
 
 
-def _counts(conn: Any, where: str) -> None:
-    for statement in _statements(_COUNTS):
-        conn.execute(statement)
-
-
-def _statistics(conn: Any, where: str) -> None:
-    for statement in _statements(_STATISTICS):
-        conn.execute(statement)
-
-
 #: the schema's history: STEPS[n] takes a database from version n to n + 1
-STEPS: list[Callable[[Any, str], None]] = [_tables, _trigrams, _type_as_tag, _counts,
-                                           _statistics]
+STEPS: list[Callable[[Any, str], None]] = [_script(_TABLES), _trigrams, _type_as_tag,
+                                           _script(_COUNTS), _script(_STATISTICS)]
 SCHEMA_VERSION = len(STEPS)
 
 

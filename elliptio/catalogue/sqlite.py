@@ -328,8 +328,8 @@ class SQLiteCatalogue(Catalogue):
         return found
 
     def all_ids(self) -> Iterator[str]:
-        return paged_ids(lambda after: [r[0] for r in self._rows(
-            "SELECT id FROM artifacts WHERE id > ? ORDER BY id LIMIT 5000", [after])])
+        return paged_ids(lambda after, size: [r[0] for r in self._rows(
+            "SELECT id FROM artifacts WHERE id > ? ORDER BY id LIMIT ?", [after, size])])
 
     def holds_object(self, artifact_id: str, obj: str, sha256: str, size: int
                      ) -> bool | None:
